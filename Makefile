@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv when it is missing.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install bench check-gguf clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+
+# torch first and pinned: a bare `torch` requirement elsewhere would pull GBs of CUDA wheels.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[data,export,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m swahili100.demo --output demo_out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/data_pipeline.py
+
+clean:
+	rm -rf demo_out runs .pytest_cache

@@ -1,0 +1,46 @@
+"""The `swahili100` console script: one subcommand per pipeline phase, imported lazily.
+
+Lazy imports keep `swahili100 train` free of data-pipeline dependencies (language ID, datasketch),
+so a TPU VM that only trains needs only the core install.
+"""
+
+import importlib
+import sys
+
+# subcommand -> (module, one-line help). Each module has `main(argv: list[str]) -> int | None`.
+COMMANDS = {
+    "download": ("data_pipeline.download", "phase 1: fetch raw Swahili text into JSONL shards"),
+    "clean": ("data_pipeline.clean", "phase 2: normalize and clean text shards"),
+    "dedup": ("data_pipeline.dedup", "phase 3: exact and MinHash near-duplicate removal"),
+    "filter": ("data_pipeline.filter", "phase 4: language ID and quality filtering"),
+    "train-tokenizer": ("data_pipeline.train_tokenizer", "phase 5: train the byte-level BPE"),
+    "tokenize": ("data_pipeline.tokenize", "phase 6: encode shards into token records"),
+    "train": ("swahili100.train", "phases 7-10: train (and resume) a model"),
+    "generate": ("swahili100.generate", "sample text from a checkpoint"),
+    "evaluate": ("swahili100.evaluate", "phase 11: evaluate a checkpoint"),
+    "quantize": ("swahili100.export.quantize", "phase 13: int4/int8 weight-only quantization"),
+    "export": ("swahili100.export.main", "phase 13: export to hf, onnx or gguf (and the Hub)"),
+}
+
+
+def usage() -> str:
+  lines = ["usage: swahili100 <command> [flags]", "", "commands:"]
+  lines += [f"  {name:<16} {help_}" for name, (_, help_) in COMMANDS.items()]
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  if not argv or argv[0] in ("-h", "--help", "help"):
+    print(usage())
+    return 0
+  name, rest = argv[0], argv[1:]
+  if name not in COMMANDS:
+    print(f"swahili100: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+    return 2
+  module = importlib.import_module(COMMANDS[name][0])
+  return module.main(rest) or 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,166 @@
+"""The token-record contract (design.md §2): writing and reading tokenized shards.
+
+A records folder holds `manifest.json` and ArrayRecord shards per split, e.g.
+`train-00000-of-00008.array_record`. One record is one document's token ids as little-endian
+unsigned integers (`uint16` while the vocabulary fits, else `uint32`), ending with the
+end-of-text id. `data_pipeline/tokenize.py` writes this format; `swahili100/data.py` reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Iterable, Iterator
+
+import numpy as np
+from array_record.python import array_record_module as ar
+
+FORMAT = "swahili100-token-records"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class RecordsError(ValueError):
+  """A records folder or manifest that does not satisfy the contract."""
+
+
+def dtype_for_vocab(vocab_size: int) -> str:
+  """Smallest contract dtype that holds every id of a `vocab_size` vocabulary."""
+  return "uint16" if vocab_size <= 2**16 else "uint32"
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+  return f"{split}-{index:05d}-of-{num_shards:05d}.array_record"
+
+
+def sha256_file(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def encode(ids: Iterable[int] | np.ndarray, dtype: str) -> bytes:
+  """One document's ids as the little-endian bytes of one record."""
+  return np.asarray(ids, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+
+
+def decode(record: bytes, dtype: str) -> np.ndarray:
+  """Inverse of `encode`; returns native-endian int32 ids."""
+  return np.frombuffer(record, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.int32)
+
+
+class ShardWriter:
+  """Writes one ArrayRecord shard atomically: records go to `<path>.tmp`, renamed on close."""
+
+  def __init__(self, path: str, dtype: str):
+    self.path, self.dtype, self.count = path, dtype, 0
+    self._tmp = path + ".tmp"
+    # group_size:1 keeps random access cheap, which Grain's global shuffle needs.
+    self._writer = ar.ArrayRecordWriter(self._tmp, "group_size:1")
+
+  def write(self, ids) -> None:
+    self._writer.write(encode(ids, self.dtype))
+    self.count += 1
+
+  def close(self) -> None:
+    self._writer.close()
+    os.replace(self._tmp, self.path)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, exc_type, *_):
+    if exc_type is None:
+      self.close()
+    else:
+      self._writer.close()
+      os.remove(self._tmp)
+
+
+def read_shard(path: str, dtype: str) -> Iterator[np.ndarray]:
+  """Yields every document of one shard in order (for tools and tests; training uses Grain)."""
+  reader = ar.ArrayRecordReader(path)
+  try:
+    for i in range(reader.num_records()):
+      yield decode(reader.read([i])[0], dtype)
+  finally:
+    reader.close()
+
+
+@dataclasses.dataclass
+class SplitInfo:
+  shards: list[str]
+  documents: int
+  tokens: int
+  bytes: int  # UTF-8 bytes of the documents' text, for bits-per-byte.
+
+
+@dataclasses.dataclass
+class Manifest:
+  dtype: str
+  tokenizer_file: str
+  tokenizer_sha256: str
+  vocab_size: int
+  special_tokens: dict[str, int]  # name -> id, e.g. {"<|endoftext|>": 0, "<|pad|>": 1, ...}
+  eos_id: int
+  pad_id: int
+  splits: dict[str, SplitInfo]
+  format: str = FORMAT
+  format_version: int = FORMAT_VERSION
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+  def shard_paths(self, records_dir: str, split: str) -> list[str]:
+    if split not in self.splits:
+      raise RecordsError(
+          f"{os.path.join(records_dir, MANIFEST)} has no split {split!r} (has "
+          f"{sorted(self.splits)}); re-run `swahili100 tokenize` with a validation fraction > 0.")
+    return [os.path.join(records_dir, s) for s in self.splits[split].shards]
+
+
+def write_manifest(records_dir: str, manifest: Manifest) -> str:
+  """Writes `manifest.json` atomically (last, so a folder with a manifest is complete)."""
+  path = os.path.join(records_dir, MANIFEST)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.write(manifest.to_json())
+  os.replace(path + ".tmp", path)
+  return path
+
+
+def read_manifest(records_dir: str) -> Manifest:
+  """Reads and checks a manifest; every error names the file and the fix."""
+  path = os.path.join(records_dir, MANIFEST)
+  if not os.path.exists(path):
+    raise RecordsError(
+        f"{path} not found: {records_dir!r} is not a token-records folder. Build one with "
+        "`swahili100 tokenize --input <filtered shards> --tokenizer <tokenizer json> --output DIR`.")
+  try:
+    with open(path, encoding="utf-8") as f:
+      raw = json.load(f)
+  except json.JSONDecodeError as e:
+    raise RecordsError(f"{path} is not valid JSON ({e}); re-run `swahili100 tokenize`.") from e
+  if raw.get("format") != FORMAT:
+    raise RecordsError(f"{path}: format is {raw.get('format')!r}, expected {FORMAT!r}.")
+  if raw.get("format_version") != FORMAT_VERSION:
+    raise RecordsError(
+        f"{path}: format_version {raw.get('format_version')!r} but this code reads "
+        f"{FORMAT_VERSION}; re-run `swahili100 tokenize` with this version of swahili100.")
+  if raw.get("dtype") not in ("uint16", "uint32"):
+    raise RecordsError(f"{path}: dtype {raw.get('dtype')!r} must be 'uint16' or 'uint32'.")
+  try:
+    raw["splits"] = {k: SplitInfo(**v) for k, v in raw["splits"].items()}
+    manifest = Manifest(**raw)
+  except (KeyError, TypeError) as e:
+    raise RecordsError(f"{path}: missing or unexpected field ({e}); re-run `swahili100 tokenize`.") from e
+  if manifest.dtype == "uint16" and manifest.vocab_size > 2**16:
+    raise RecordsError(f"{path}: vocab_size {manifest.vocab_size} does not fit dtype uint16.")
+  for split in manifest.splits:
+    for shard in manifest.shard_paths(records_dir, split):
+      if not os.path.exists(shard):
+        raise RecordsError(f"{path} lists {shard}, which is missing; re-run `swahili100 tokenize`.")
+  return manifest
