@@ -1,0 +1,69 @@
+"""Debug run: a tiny Llama on the demo's token records.
+
+Command:  swahili100 train --config configs/debug.py --workdir runs/debug
+Hardware: 2 CPU cores; expected ~1-2 min including compilation (well inside the guide's 5 min).
+Expect:   loss falls clearly from ~ln(vocab) within 200 steps and a checkpoint lands in
+          runs/debug/checkpoints/.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+
+  c.model = m = ml_collections.ConfigDict()
+  m.vocab_size = 2048          # must equal the records' manifest vocab_size
+  m.d_model = 128              # residual width D
+  m.num_layers = 2             # decoder blocks L
+  m.num_heads = 4              # query heads H
+  m.num_kv_heads = 2           # key/value heads K (GQA); must divide num_heads
+  m.head_dim = 32              # per-head width; d_model // num_heads is the usual choice
+  m.mlp_dim = 384              # SwiGLU hidden F
+  m.rope_theta = 10000.0       # RoPE base, Hugging Face Llama layout (rotate halves)
+  m.norm_eps = 1e-5            # RMSNorm epsilon
+  m.tie_embeddings = True      # share the input embedding with the output head
+  m.init_std = 0.02            # normal init std for weights
+  m.dtype = "float32"          # compute dtype; parameters are always float32
+  m.attention = "reference"    # reference | cudnn (GPU) | splash (TPU) | auto
+  m.remat = "none"             # none | full | dots (rematerialization policy per block)
+
+  c.data = d = ml_collections.ConfigDict()
+  d.records_dir = "demo_out/records"               # token records (manifest.json + shards)
+  d.tokenizer = "demo_out/tokenizer/swahili_bpe.json"  # SHA-256 checked against the manifest
+  d.seq_len = 128              # packed row length T
+  d.batch_size = 16            # global batch B (rows per optimizer step)
+  d.shuffle_seed = 0           # Grain shuffle seed
+  d.worker_count = 0           # Grain worker processes (0 = in-process)
+  d.prefetch = 2               # batches prefetched by a background thread
+
+  c.optim = o = ml_collections.ConfigDict()
+  o.lr = 3e-3                  # peak learning rate
+  o.schedule = "cosine"        # cosine | wsd (warmup-stable-decay)
+  o.warmup_steps = 20          # linear warmup
+  o.decay_fraction = 0.2       # wsd only: share of steps spent decaying
+  o.min_lr_ratio = 0.1         # final lr = lr * min_lr_ratio
+  o.b1 = 0.9
+  o.b2 = 0.95
+  o.eps = 1e-8
+  o.weight_decay = 0.1         # AdamW; masked off norms and biases
+  o.grad_clip = 1.0            # global-norm clipping
+  o.grad_accum = 1             # micro-batches per step (batch_size divides by it)
+  o.z_loss = 0.0               # coefficient of log(Z)^2 (PaLM), 0 = off
+
+  c.train = t = ml_collections.ConfigDict()
+  t.num_steps = 200
+  t.seed = 0                   # parameter init and dropout-free RNG
+  t.log_every = 10             # steps between training.jsonl lines
+  t.eval_every = 100           # steps between validation passes (0 = only at the end)
+  t.eval_batches = 8           # validation batches per pass (-1 = whole split)
+  t.checkpoint_every = 100     # steps between checkpoints
+  t.keep_last = 2              # newest checkpoints kept
+  t.keep_every = 0             # also keep every N-th step forever (0 = off)
+
+  c.mesh = x = ml_collections.ConfigDict()
+  x.data = -1                  # data-parallel axis (-1 = remaining devices)
+  x.fsdp = 1                   # parameter/optimizer sharding axis
+  x.tensor = 1                 # heads / MLP hidden sharding axis
+  x.distributed = False        # call jax.distributed.initialize() (multi-host)
+  return c

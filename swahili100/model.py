@@ -1,0 +1,331 @@
+"""Llama-style decoder in Flax NNX, numerically matching Hugging Face `LlamaForCausalLM`.
+
+    m = Transformer(config.model, rngs=nnx.Rngs(0))
+    logits_BTV = m(tokens_BT, segment_ids_BT=None, positions_BT=None)   # float32
+    (positions default to 0.. per segment: they restart wherever segment_ids_BT changes)
+    cache = init_cache(config.model, batch, max_len)
+    logits_BTV, cache = m.decode(tokens_BT, positions_BT, cache)          # prefill, then T = 1
+
+Parameters are float32; `config.model.dtype` (float32 | bfloat16) is the compute dtype: kernels
+are cast inside each projection, while RMSNorm statistics, softmax and logits stay float32.
+Init: normal(init_std) for embedding and projections, normal(init_std / sqrt(2 L)) for the two
+residual-output projections (o_proj, down_proj; GPT-2 / Megatron), ones for norm scales.
+Names: B batch, T query length, S key length, D d_model, N query heads, K kv heads, G = N / K,
+H head_dim, F mlp_dim, V vocab, L layers.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from swahili100 import attention as attention_lib
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+REMAT_POLICIES = {
+    "full": None,  # save nothing inside a block: recompute it all in the backward pass
+    # save projection matmul outputs (no batch dims), recompute attention scores and elementwise
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The `config.model` fields as a hashable value (kept on the module as static data)."""
+  vocab_size: int
+  d_model: int
+  num_layers: int
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  mlp_dim: int
+  rope_theta: float = 10000.0
+  norm_eps: float = 1e-5
+  tie_embeddings: bool = True
+  init_std: float = 0.02
+  dtype: str = "float32"
+  attention: str = "reference"
+  remat: str = "none"
+
+  @classmethod
+  def from_any(cls, cfg: Any) -> "ModelConfig":
+    if isinstance(cfg, cls):
+      return cfg
+    get = cfg.get if hasattr(cfg, "get") else lambda k, d=None: getattr(cfg, k, d)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {k: get(k) for k in names if get(k) is not None}
+    c = cls(**values)
+    if c.num_heads % c.num_kv_heads:
+      raise ValueError(f"config.model.num_kv_heads={c.num_kv_heads} must divide "
+                       f"config.model.num_heads={c.num_heads}")
+    if c.head_dim % 2:
+      raise ValueError(f"config.model.head_dim={c.head_dim} must be even for RoPE")
+    if c.dtype not in DTYPES:
+      raise ValueError(f"config.model.dtype={c.dtype!r}: expected one of {list(DTYPES)}")
+    if c.remat not in ("none", *REMAT_POLICIES):
+      raise ValueError(f"config.model.remat={c.remat!r}: expected none | full | dots")
+    if c.attention not in attention_lib.IMPLEMENTATIONS:
+      raise ValueError(f"config.model.attention={c.attention!r}: expected one of "
+                       f"{attention_lib.IMPLEMENTATIONS}")
+    return c
+
+
+def num_params(cfg: Any) -> int:
+  """Exact parameter count of `Transformer(cfg)`."""
+  c = ModelConfig.from_any(cfg)
+  D, H, F = c.d_model, c.head_dim, c.mlp_dim
+  attn = D * c.num_heads * H * 2 + D * c.num_kv_heads * H * 2
+  block = attn + 3 * D * F + 2 * D
+  head = 0 if c.tie_embeddings else D * c.vocab_size
+  return c.vocab_size * D + c.num_layers * block + D + head
+
+
+class RMSNorm(nnx.Module):
+  """`x * rsqrt(mean(x^2) + eps) * scale`, computed in float32, returned in x's dtype."""
+
+  def __init__(self, dim: int, eps: float):
+    self.scale = nnx.Param(jnp.ones((dim,), jnp.float32))
+    self.eps = eps
+
+  def __call__(self, x_BTD):
+    x = x_BTD.astype(jnp.float32)
+    y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+    return (y * self.scale[...]).astype(x_BTD.dtype)
+
+
+def segment_positions(segment_ids_BT, B: int, T: int):
+  """Positions 0..T-1, restarting at 0 wherever the segment id changes (packed rows)."""
+  idx_BT = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
+  if segment_ids_BT is None:
+    return idx_BT
+  starts_BT = jnp.concatenate([jnp.ones((B, 1), jnp.bool_),
+                               segment_ids_BT[:, 1:] != segment_ids_BT[:, :-1]], axis=1)
+  return idx_BT - jax.lax.cummax(jnp.where(starts_BT, idx_BT, 0), axis=1)
+
+
+def rope_tables(positions_BT, head_dim: int, theta: float):
+  """cos, sin of shape [B, T, 1, H] (HF layout: the half-frequencies repeated twice)."""
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  freqs_BTh = positions_BT.astype(jnp.float32)[..., None] * inv_freq
+  emb_BTH = jnp.concatenate([freqs_BTh, freqs_BTh], axis=-1)[:, :, None, :]
+  return jnp.cos(emb_BTH), jnp.sin(emb_BTH)
+
+
+def apply_rope(x_BTNH, cos_BT1H, sin_BT1H):
+  """`x * cos + rotate_half(x) * sin` with rotate_half(x) = [-x2, x1]."""
+  h = x_BTNH.shape[-1] // 2
+  rot = jnp.concatenate([-x_BTNH[..., h:], x_BTNH[..., :h]], axis=-1)
+  cos, sin = cos_BT1H.astype(x_BTNH.dtype), sin_BT1H.astype(x_BTNH.dtype)
+  return x_BTNH * cos + rot * sin
+
+
+# XLA:CPU lays a weight-gradient dot `x^T @ dy` out by copying (transposing) an activation,
+# often the wider one with the SwiGLU backward fused into the copy. These custom VJPs transpose
+# the narrower operand explicitly (see docs/notes/model-research.md); the math is unchanged.
+# Set False to get JAX's default gradients (ablation).
+CUSTOM_MATMUL_GRADS = True
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _matmul(x_MK, w_KN, out_dtype=None):
+  return jnp.dot(x_MK, w_KN, preferred_element_type=out_dtype)
+
+
+def _matmul_fwd(x_MK, w_KN, out_dtype):
+  return _matmul(x_MK, w_KN, out_dtype), (x_MK, w_KN)
+
+
+def _matmul_bwd(out_dtype, res, dy_MN):
+  x_MK, w_KN = res
+  dy_MN = dy_MN.astype(x_MK.dtype)
+  dx_MK = jnp.dot(dy_MN, w_KN.T)
+  if x_MK.shape[1] <= dy_MN.shape[1]:
+    dw_KN = jnp.dot(x_MK.T, dy_MN)
+  else:
+    dw_KN = jnp.dot(dy_MN.T, x_MK).T
+  return dx_MK, dw_KN.astype(w_KN.dtype)
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+@jax.custom_vjp
+def _tied_logits(h_MD, emb_VD):
+  return jnp.dot(h_MD, emb_VD.T, preferred_element_type=jnp.float32)
+
+
+def _tied_logits_fwd(h_MD, emb_VD):
+  return _tied_logits(h_MD, emb_VD), (h_MD, emb_VD)
+
+
+def _tied_logits_bwd(res, dlogits_MV):
+  h_MD, emb_VD = res
+  dlogits_MV = dlogits_MV.astype(h_MD.dtype)
+  dh_MD = jnp.dot(dlogits_MV, emb_VD)
+  demb_VD = jnp.dot(h_MD.T, dlogits_MV).T
+  return dh_MD, demb_VD.astype(emb_VD.dtype)
+
+
+_tied_logits.defvjp(_tied_logits_fwd, _tied_logits_bwd)
+
+
+def _dot_general(x, w, dimension_numbers, precision=None, preferred_element_type=None,
+                 out_sharding=None):
+  """`lax.dot_general` that routes plain `x[..., K] @ w[K, N]` through `_matmul`."""
+  (lc, rc), (lb, rb) = dimension_numbers
+  if (not CUSTOM_MATMUL_GRADS or lb or rb or tuple(rc) != (0,) or tuple(lc) != (x.ndim - 1,)
+      or w.ndim != 2 or precision is not None or out_sharding is not None or x.dtype != w.dtype):
+    return jax.lax.dot_general(x, w, dimension_numbers, precision=precision,
+                               preferred_element_type=preferred_element_type,
+                               out_sharding=out_sharding)
+  y_MN = _matmul(x.reshape(-1, x.shape[-1]), w, preferred_element_type)
+  return y_MN.reshape(*x.shape[:-1], w.shape[1])
+
+
+def _linear(d_in, d_out, std, dtype, rngs):
+  return nnx.Linear(d_in, d_out, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+                    kernel_init=nnx.initializers.normal(std), dot_general=_dot_general, rngs=rngs)
+
+
+class Attention(nnx.Module):
+  """Grouped-query attention with RoPE; kv head j serves query heads j*G .. (j+1)*G-1."""
+
+  def __init__(self, c: ModelConfig, dtype, rngs: nnx.Rngs):
+    D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
+    out_std = c.init_std / math.sqrt(2 * c.num_layers)
+    self.q_proj = _linear(D, N * H, c.init_std, dtype, rngs)
+    self.k_proj = _linear(D, K * H, c.init_std, dtype, rngs)
+    self.v_proj = _linear(D, K * H, c.init_std, dtype, rngs)
+    self.o_proj = _linear(N * H, D, out_std, dtype, rngs)
+    self.num_heads, self.num_kv_heads, self.head_dim = N, K, H
+    self.implementation = c.attention
+
+  def qkv(self, x_BTD, cos, sin):
+    B, T, _ = x_BTD.shape
+    q_BTNH = self.q_proj(x_BTD).reshape(B, T, self.num_heads, self.head_dim)
+    k_BTKH = self.k_proj(x_BTD).reshape(B, T, self.num_kv_heads, self.head_dim)
+    v_BTKH = self.v_proj(x_BTD).reshape(B, T, self.num_kv_heads, self.head_dim)
+    return apply_rope(q_BTNH, cos, sin), apply_rope(k_BTKH, cos, sin), v_BTKH
+
+  def __call__(self, x_BTD, cos, sin, segment_ids_BT):
+    B, T, _ = x_BTD.shape
+    q_BTNH, k_BTKH, v_BTKH = self.qkv(x_BTD, cos, sin)
+    out_BTNH = attention_lib.attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT,
+                                       implementation=self.implementation)
+    return self.o_proj(out_BTNH.reshape(B, T, -1))
+
+  def decode(self, x_BTD, cos, sin, layer_cache, index):
+    """Writes this step's k/v at slots [index, index + T) and attends over slots <= own slot."""
+    B, T, _ = x_BTD.shape
+    q_BTNH, k_BTKH, v_BTKH = self.qkv(x_BTD, cos, sin)
+    k_BSKH = jax.lax.dynamic_update_slice(layer_cache["k"], k_BTKH.astype(layer_cache["k"].dtype),
+                                          (0, index, 0, 0))
+    v_BSKH = jax.lax.dynamic_update_slice(layer_cache["v"], v_BTKH.astype(layer_cache["v"].dtype),
+                                          (0, index, 0, 0))
+    S = k_BSKH.shape[1]
+    mask_1TS = (jnp.arange(S)[None, :] <= index + jnp.arange(T)[:, None])[None]
+    out_BTNH = attention_lib.reference_attention(q_BTNH, k_BSKH.astype(q_BTNH.dtype),
+                                                 v_BSKH.astype(q_BTNH.dtype), mask_1TS)
+    return self.o_proj(out_BTNH.reshape(B, T, -1)), {"k": k_BSKH, "v": v_BSKH}
+
+
+class MLP(nnx.Module):
+  """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+  def __init__(self, c: ModelConfig, dtype, rngs: nnx.Rngs):
+    out_std = c.init_std / math.sqrt(2 * c.num_layers)
+    self.gate_proj = _linear(c.d_model, c.mlp_dim, c.init_std, dtype, rngs)
+    self.up_proj = _linear(c.d_model, c.mlp_dim, c.init_std, dtype, rngs)
+    self.down_proj = _linear(c.mlp_dim, c.d_model, out_std, dtype, rngs)
+
+  def __call__(self, x_BTD):
+    return self.down_proj(jax.nn.silu(self.gate_proj(x_BTD)) * self.up_proj(x_BTD))
+
+
+class Block(nnx.Module):
+  """Pre-norm decoder block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+  def __init__(self, c: ModelConfig, dtype, rngs: nnx.Rngs):
+    self.attn_norm = RMSNorm(c.d_model, c.norm_eps)
+    self.attn = Attention(c, dtype, rngs)
+    self.mlp_norm = RMSNorm(c.d_model, c.norm_eps)
+    self.mlp = MLP(c, dtype, rngs)
+
+  def __call__(self, x_BTD, cos, sin, segment_ids_BT):
+    x_BTD = x_BTD + self.attn(self.attn_norm(x_BTD), cos, sin, segment_ids_BT)
+    return x_BTD + self.mlp(self.mlp_norm(x_BTD))
+
+  def decode(self, x_BTD, cos, sin, layer_cache, index):
+    a_BTD, layer_cache = self.attn.decode(self.attn_norm(x_BTD), cos, sin, layer_cache, index)
+    x_BTD = x_BTD + a_BTD
+    return x_BTD + self.mlp(self.mlp_norm(x_BTD)), layer_cache
+
+
+def _block_forward(block, x_BTD, cos, sin, segment_ids_BT):
+  return block(x_BTD, cos, sin, segment_ids_BT)
+
+
+class Transformer(nnx.Module):
+  """The decoder: embed -> L pre-norm blocks -> final norm -> lm_head (or tied embedding)."""
+
+  def __init__(self, cfg: Any, *, rngs: nnx.Rngs):
+    c = self.config = ModelConfig.from_any(cfg)
+    dtype = self.dtype = DTYPES[c.dtype]
+    self.embed = nnx.Embed(c.vocab_size, c.d_model, dtype=dtype, param_dtype=jnp.float32,
+                           embedding_init=nnx.initializers.normal(c.init_std), rngs=rngs)
+    self.layers = nnx.List([Block(c, dtype, rngs) for _ in range(c.num_layers)])
+    self.final_norm = RMSNorm(c.d_model, c.norm_eps)
+    if not c.tie_embeddings:
+      self.lm_head = nnx.Linear(c.d_model, c.vocab_size, use_bias=False, dtype=dtype,
+                                param_dtype=jnp.float32, preferred_element_type=jnp.float32,
+                                kernel_init=nnx.initializers.normal(c.init_std),
+                                dot_general=_dot_general, rngs=rngs)
+
+  def _logits(self, h_BTD):
+    h_BTD = self.final_norm(h_BTD)
+    if self.config.tie_embeddings:
+      emb_VD = self.embed.embedding[...].astype(self.dtype)
+      B, T, D = h_BTD.shape
+      if CUSTOM_MATMUL_GRADS:
+        return _tied_logits(h_BTD.reshape(B * T, D), emb_VD).reshape(B, T, -1)
+      return jnp.einsum("btd,vd->btv", h_BTD, emb_VD, preferred_element_type=jnp.float32)
+    return self.lm_head(h_BTD).astype(jnp.float32)
+
+  def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None):
+    B, T = tokens_BT.shape
+    if positions_BT is None:
+      positions_BT = segment_positions(segment_ids_BT, B, T)
+    cos, sin = rope_tables(positions_BT, self.config.head_dim, self.config.rope_theta)
+    x_BTD = self.embed(tokens_BT)
+    forward = _block_forward
+    if self.config.remat != "none":
+      forward = nnx.remat(_block_forward, policy=REMAT_POLICIES[self.config.remat])
+    for block in self.layers:
+      x_BTD = forward(block, x_BTD, cos, sin, segment_ids_BT)
+    return self._logits(x_BTD)
+
+  def decode(self, tokens_BT, positions_BT, cache):
+    """Runs T new tokens against the cache; returns (float32 logits_BTV, updated cache)."""
+    cos, sin = rope_tables(positions_BT, self.config.head_dim, self.config.rope_theta)
+    index = cache["index"]
+    x_BTD = self.embed(tokens_BT)
+    new_layers = []
+    for block, layer_cache in zip(self.layers, cache["layers"]):
+      x_BTD, layer_cache = block.decode(x_BTD, cos, sin, layer_cache, index)
+      new_layers.append(layer_cache)
+    cache = {"layers": new_layers, "index": index + tokens_BT.shape[1]}
+    return self._logits(x_BTD), cache
+
+
+def init_cache(cfg: Any, batch: int, max_len: int, dtype=None) -> dict:
+  """Empty KV cache: {'layers': [{'k','v': [B, max_len, K, H]}] * L, 'index': int32 scalar}."""
+  c = ModelConfig.from_any(cfg)
+  dtype = DTYPES[c.dtype] if dtype is None else jnp.dtype(dtype)
+  shape = (batch, max_len, c.num_kv_heads, c.head_dim)
+  layers = [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+            for _ in range(c.num_layers)]
+  return {"layers": layers, "index": jnp.zeros((), jnp.int32)}
