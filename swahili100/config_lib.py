@@ -1,0 +1,125 @@
+"""Config files and command-line overrides.
+
+    config = load("configs/debug.py")                 # or "configs/swahili_base.py:runlocal"
+    config = apply_overrides(config, ["--config.optim.lr=1e-3", "--config.mesh.fsdp", "2"])
+
+A config file defines `get_config(arg=None) -> ml_collections.ConfigDict`. Overrides use the
+`--config.section.key=value` syntax of ml_collections' config_flags; an unknown key or a value of
+the wrong type is refused with a `ConfigError` that names the key (and close matches).
+"""
+
+import ast
+import difflib
+import importlib.util
+import json
+import os
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+  """A config file, key or value that cannot be used; the message says which and how to fix it."""
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path.py` or `path.py:arg` and returns its `get_config([arg])`."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise ConfigError(f"config file {path!r} not found (e.g. --config configs/debug.py)")
+  module_spec = importlib.util.spec_from_file_location("_swahili100_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"{path} defines no get_config()")
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def from_json(path: str) -> ml_collections.ConfigDict:
+  """The resolved config a run saved as `<workdir>/config.json`."""
+  with open(path, encoding="utf-8") as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def _all_keys(config, prefix="") -> list[str]:
+  keys = []
+  for k, v in config.items():
+    keys.append(prefix + k)
+    if isinstance(v, ml_collections.ConfigDict):
+      keys += _all_keys(v, prefix + k + ".")
+  return keys
+
+
+def _parse(key: str, text: str, current):
+  """`text` as a value of `current`'s type."""
+  try:
+    if isinstance(current, bool):
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError
+      return text.lower() in ("true", "1")
+    if isinstance(current, int):
+      return int(text)
+    if isinstance(current, float):
+      return float(text)
+    if isinstance(current, str):
+      return text
+    if isinstance(current, (tuple, list)):
+      return type(current)(ast.literal_eval(text))
+    try:
+      return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      return text
+  except (ValueError, SyntaxError):
+    raise ConfigError(f"--config.{key}={text!r}: expected a {type(current).__name__} "
+                      f"(current value {current!r})") from None
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, text: str) -> None:
+  """Sets dotted `key` from its command-line text, checking that it exists and its type."""
+  node, parts = config, key.split(".")
+  for i, part in enumerate(parts):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      close = difflib.get_close_matches(key, _all_keys(config), n=3)
+      hint = f"; did you mean {', '.join('--config.' + c for c in close)}?" if close else ""
+      raise ConfigError(f"unknown config key --config.{key}{hint}")
+    if i < len(parts) - 1:
+      node = node[part]
+  current = node[parts[-1]]
+  if isinstance(current, ml_collections.ConfigDict):
+    raise ConfigError(f"--config.{key} is a section; set one of its keys, e.g. "
+                      f"--config.{key}.{next(iter(current.keys()))}=...")
+  with node.unlocked():
+    node[parts[-1]] = _parse(key, text, current)
+
+
+def apply_overrides(config, argv: list[str]) -> ml_collections.ConfigDict:
+  """Applies every `--config.k=v` / `--config.k v` in argv; returns the config."""
+  i = 0
+  while i < len(argv):
+    arg = argv[i]
+    if not arg.startswith("--config."):
+      raise ConfigError(f"unexpected argument {arg!r}; config overrides look like --config.a.b=v")
+    key, sep, text = arg[len("--config."):].partition("=")
+    if not sep:
+      if i + 1 >= len(argv):
+        raise ConfigError(f"--config.{key} needs a value")
+      i, text = i + 1, argv[i + 1]
+    set_value(config, key, text)
+    i += 1
+  validate(config)
+  return config
+
+
+def validate(config) -> None:
+  """Cross-field checks, each error naming the keys to change."""
+  m, d, o = config.model, config.data, config.optim
+  if m.num_heads % m.num_kv_heads:
+    raise ConfigError(f"config.model.num_kv_heads={m.num_kv_heads} must divide "
+                      f"config.model.num_heads={m.num_heads}")
+  if d.batch_size % o.grad_accum:
+    raise ConfigError(f"config.data.batch_size={d.batch_size} must be a multiple of "
+                      f"config.optim.grad_accum={o.grad_accum}")
+  if o.schedule not in ("cosine", "wsd"):
+    raise ConfigError(f"config.optim.schedule={o.schedule!r}: expected cosine | wsd")
+  if config.train.num_steps <= o.warmup_steps:
+    raise ConfigError(f"config.train.num_steps={config.train.num_steps} must exceed "
+                      f"config.optim.warmup_steps={o.warmup_steps}")

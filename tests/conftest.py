@@ -1,0 +1,100 @@
+"""Shared fixtures: a tiny tokenizer and token records built from inline Swahili text."""
+
+import os
+from pathlib import Path
+
+import pytest
+import tokenizers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+from swahili100 import config_lib, records, special_tokens
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+SENTENCES = [
+    "Mvua kubwa ilinyesha jana jioni katika mji wa Dodoma na kusababisha mafuriko.",
+    "Wakulima wa mahindi wanasema mavuno ya mwaka huu ni mazuri kuliko ya mwaka jana.",
+    "Daktari alimshauri mama yule anywe maji mengi na apumzike kwa siku tatu.",
+    "Watoto walicheza mpira uwanjani hadi jua lilipozama nyuma ya milima.",
+    "Serikali imetangaza mpango mpya wa kujenga shule katika vijiji vya pwani.",
+    "Ng'ombe wa mzee Juma walipotea porini lakini walirudi nyumbani asubuhi.",
+    "Bei ya sukari imepanda sokoni na wananchi wanalalamika kuhusu gharama ya maisha.",
+    "Mwalimu aliwafundisha wanafunzi jinsi ya kuandika insha kwa Kiswahili fasaha.",
+    "Timu ya taifa ilishinda mechi ya jana kwa mabao mawili kwa moja.",
+    "Hospitali ya wilaya imepokea dawa na vifaa vipya vya kupimia malaria.",
+]
+
+
+def documents(n: int, seed: int = 0) -> list[str]:
+  """n deterministic multi-sentence Swahili documents of varied length."""
+  docs = []
+  for i in range(n):
+    k = 1 + (i * 7 + seed) % 6
+    docs.append(" ".join(SENTENCES[(i + j * 3 + seed) % len(SENTENCES)] for j in range(k)))
+  return docs
+
+
+def train_tokenizer(path: str, vocab_size: int = 384) -> tokenizers.Tokenizer:
+  tok = tokenizers.Tokenizer(models.BPE())
+  tok.normalizer = normalizers.NFC()
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special_tokens.ALL),
+                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+  tok.train_from_iterator(documents(200), trainer)
+  tok.save(path)
+  return tok
+
+
+def write_records(records_dir: str, tokenizer_path: str, train_docs, val_docs, shards=2):
+  tok = tokenizers.Tokenizer.from_file(tokenizer_path)
+  vocab = tok.get_vocab_size()
+  dtype = records.dtype_for_vocab(vocab)
+  os.makedirs(records_dir, exist_ok=True)
+  splits = {}
+  for split, docs in (("train", train_docs), ("validation", val_docs)):
+    names, ntok = [], 0
+    n = shards if split == "train" else 1
+    for s in range(n):
+      name = records.shard_name(split, s, n)
+      with records.ShardWriter(os.path.join(records_dir, name), dtype) as w:
+        for doc in docs[s::n]:
+          ids = tok.encode(doc).ids + [special_tokens.EOS_ID]
+          w.write(ids)
+          ntok += len(ids)
+      names.append(name)
+    splits[split] = records.SplitInfo(names, len(docs), ntok,
+                                      sum(len(d.encode()) for d in docs))
+  records.write_manifest(records_dir, records.Manifest(
+      dtype=dtype, tokenizer_file=tokenizer_path, tokenizer_sha256=records.sha256_file(tokenizer_path),
+      vocab_size=vocab, special_tokens=dict(special_tokens.IDS), eos_id=special_tokens.EOS_ID,
+      pad_id=special_tokens.PAD_ID, splits=splits))
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tmp_path_factory):
+  """(records_dir, tokenizer_path, vocab_size) of 300 train and 20 validation documents."""
+  root = tmp_path_factory.mktemp("tiny")
+  tok_path = str(root / "swahili_bpe.json")
+  tok = train_tokenizer(tok_path)
+  docs = documents(320)
+  write_records(str(root / "records"), tok_path, docs[:300], docs[300:])
+  return str(root / "records"), tok_path, tok.get_vocab_size()
+
+
+def tiny_config(records_dir, tokenizer_path, vocab_size, **overrides):
+  """configs/debug.py shrunk for tests; overrides as {'optim.lr': '1e-3'} strings or values."""
+  config = config_lib.load(str(REPO / "configs" / "debug.py"))
+  base = {"model.vocab_size": vocab_size, "model.d_model": 32, "model.num_layers": 2,
+          "model.num_heads": 4, "model.num_kv_heads": 2, "model.head_dim": 8,
+          "model.mlp_dim": 64, "data.records_dir": records_dir,
+          "data.tokenizer": tokenizer_path, "data.seq_len": 32, "data.batch_size": 8,
+          "data.prefetch": 0, "optim.warmup_steps": 2, "train.num_steps": 6,
+          "train.log_every": 1, "train.eval_every": 0, "train.eval_batches": 2,
+          "train.checkpoint_every": 3}
+  base.update(overrides)
+  for key, value in base.items():
+    config_lib.set_value(config, key, str(value))
+  config_lib.validate(config)
+  return config
