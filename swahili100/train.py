@@ -95,7 +95,7 @@ def train_step(params, opt_state, first_bad, batch, step, *, graphdef, tx, grad_
   grads = jax.tree.map(lambda g: g / n, grads)
   updates, opt_state = tx.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
-  loss, grad_norm = nll / n, optax.global_norm(grads)
+  loss, grad_norm = nll / n, optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   first_bad = jnp.where((first_bad < 0) & ~finite, step, first_bad)
   return params, opt_state, first_bad, {"loss": loss, "grad_norm": grad_norm, "tokens": n}

@@ -12,7 +12,7 @@ from flax import nnx
 from swahili100 import generate
 from swahili100 import model as model_lib
 from swahili100 import special_tokens
-from tests.test_model import small_config
+from test_model import small_config
 
 
 @pytest.fixture(scope="module")

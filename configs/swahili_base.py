@@ -1,0 +1,63 @@
+"""Swahili-100 base: a 100,682,496-parameter Llama (vocab 16384, untied embeddings) on ~2.1B tokens.
+
+Command (Cloud TPU v4-8 or v5e-8, 8 chips, one host; see launch/tpu_vm.sh):
+  swahili100 train --config configs/swahili_base.py --workdir gs://BUCKET/runs/base \
+      --config.data.records_dir=gs://BUCKET/data/processed \
+      --config.data.tokenizer=gs://BUCKET/tokenizer/swahili_bpe.json
+Shrunk for a laptop/CI smoke run: --config configs/swahili_base.py:runlocal
+Expected: 16,000 steps x 64 rows x 2048 tokens = 2.1B tokens (~21 tokens/parameter, Chinchilla);
+  6N+12LHQT = 7.55e8 FLOPs/token -> 1.6e18 FLOPs; at 40% MFU a v4-8 (4 chips x 275 TFLOP/s) takes
+  ~1.0 hour and a v5e-8 (8 chips x 197 TFLOP/s) ~0.7 hour; an H100 (989 TFLOP/s) at 40% ~1.1 hours. Swahili text is scarce (FineWeb-2 swh_Latn ~3.3 GB, ~0.7B
+  tokens at ~4.9 bytes/token), so this is ~3 epochs of it: see docs/RESEARCH.md.
+"""
+
+from configs import debug
+
+
+def get_config(arg: str | None = None):
+  c = debug.get_config()
+  m = c.model
+  m.vocab_size = 16384         # the tokenizer's --vocab-size
+  m.d_model = 768
+  m.num_layers = 12
+  m.num_heads = 12
+  m.num_kv_heads = 4           # GQA 3:1
+  m.head_dim = 64
+  m.mlp_dim = 2048             # SwiGLU hidden (~8/3 d_model)
+  m.rope_theta = 10000.0
+  m.tie_embeddings = False      # untied head: +12.6M params, 100.7M in all
+  m.dtype = "bfloat16"         # compute dtype; parameters and optimizer stay float32
+  m.attention = "auto"         # splash on TPU, cuDNN on GPU, reference on CPU
+  m.remat = "none"             # 'dots' if activations do not fit
+
+  c.data.records_dir = "data/processed"
+  c.data.tokenizer = "tokenizer/swahili_bpe.json"
+  c.data.seq_len = 2048
+  c.data.batch_size = 64       # global rows per step: 131k tokens
+  c.data.worker_count = 0
+  c.data.prefetch = 4
+
+  c.optim.lr = 3e-4
+  c.optim.schedule = "wsd"     # warmup-stable-decay: resumable and extendable
+  c.optim.warmup_steps = 1000
+  c.optim.decay_fraction = 0.2
+  c.optim.z_loss = 1e-4
+
+  c.train.num_steps = 16000
+  c.train.log_every = 50
+  c.train.eval_every = 1000
+  c.train.eval_batches = 50
+  c.train.checkpoint_every = 1000
+  c.train.keep_last = 3
+  c.train.keep_every = 4000
+
+  c.mesh.data = 1
+  c.mesh.fsdp = -1             # shard params and optimizer over all chips
+  c.mesh.tensor = 1
+  if arg == "runlocal":        # big_vision style: same code path, tiny sizes
+    m.update(d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16, mlp_dim=128,
+             dtype="float32", attention="reference")
+    c.data.update(seq_len=128, batch_size=8)
+    c.optim.warmup_steps = 5
+    c.train.update(num_steps=20, log_every=5, eval_every=0, checkpoint_every=10)
+  return c

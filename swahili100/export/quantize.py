@@ -1,0 +1,276 @@
+"""Weight-only groupwise int4/int8 quantization of a checkpoint's projection kernels.
+
+    swahili100 quantize --checkpoint runs/x/checkpoints/200 --precision int4 --group-size 64 \
+        --output runs/x-int4 [--method rtn|mse] [--quantize-lm-head] [--eval-batches 8]
+
+Every attention/MLP `nnx.Linear` is replaced in place by a `QuantLinear` holding unsigned codes
+(int4: two nibbles per uint8, packed along the input dim; int8: one uint8 each) with a float32
+scale and a uint8 zero point per group of `group_size` input rows and output column
+(asymmetric): w = (q - zero) * scale, dequantized on the fly inside the jitted forward. The
+embedding stays float32 (a gather, and with tied embeddings also the output head); lm_head is
+quantized only with --quantize-lm-head. `--method mse` searches, per group, the clipping ratio
+of the [min, max] range that minimises the weight's squared error (a cheap calibration-free
+improvement over round-to-nearest, `rtn`).
+
+The output folder holds `config.json` (the run's config plus a `quant` block),
+`quantized.safetensors` and `quant_report.json` (validation loss and bits-per-byte before and
+after). `checkpoint.load_model(folder)` sees the `quant` block and calls `load_quantized`, so
+`swahili100 generate/evaluate --checkpoint folder` run the quantized model directly.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from swahili100 import model as model_lib
+
+WEIGHTS = "quantized.safetensors"
+REPORT = "quant_report.json"
+ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP = ("gate_proj", "up_proj", "down_proj")
+CLIP_RATIOS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
+
+
+class QuantWeight(nnx.Variable):
+  """Quantized codes, scales and zero points: state, but not trainable parameters."""
+
+
+def pack_int4(q_KN: np.ndarray) -> np.ndarray:
+  """[K, N] codes in 0..15 -> [K/2, N] uint8 (row 2i in the low nibble, 2i+1 in the high)."""
+  q = q_KN.astype(np.uint8)
+  return (q[0::2] | (q[1::2] << 4)).astype(np.uint8)
+
+
+def unpack_int4(p_HN):
+  """[K/2, N] uint8 -> [K, N] uint8 codes (jnp or np)."""
+  xp = jnp if isinstance(p_HN, jax.Array) else np
+  lo, hi = p_HN & 0xF, p_HN >> 4
+  return xp.stack([lo, hi], axis=1).reshape(-1, p_HN.shape[-1])
+
+
+def quantize_kernel(w_KN: np.ndarray, bits: int, group_size: int, method: str = "rtn"):
+  """(codes [K, N] uint8, scale [K/g, N] f32, zero [K/g, N] uint8): asymmetric groupwise."""
+  K, N = w_KN.shape
+  if K % group_size:
+    raise ValueError(f"input dim {K} is not a multiple of --group-size {group_size}")
+  qmax = 2 ** bits - 1
+  w = np.asarray(w_KN, np.float32).reshape(K // group_size, group_size, N)
+  wmin, wmax = np.minimum(w.min(1), 0.0), np.maximum(w.max(1), 0.0)  # keep 0 exact
+  best = None
+  for r in (CLIP_RATIOS if method == "mse" else (1.0,)):
+    lo, hi = wmin * r, wmax * r
+    scale = np.maximum(hi - lo, 1e-12) / qmax
+    zero = np.clip(np.round(-lo / scale), 0, qmax)
+    q = np.clip(np.round(w / scale[:, None]) + zero[:, None], 0, qmax)
+    err = (((q - zero[:, None]) * scale[:, None] - w) ** 2).sum(1)
+    if best is None:
+      best = [q, scale, zero, err]
+    else:
+      take = err < best[3]
+      best[0] = np.where(take[:, None], q, best[0])
+      best[1], best[2], best[3] = (np.where(take, scale, best[1]), np.where(take, zero, best[2]),
+                                   np.where(take, err, best[3]))
+  q, scale, zero, _ = best
+  return q.reshape(K, N).astype(np.uint8), scale.astype(np.float32), zero.astype(np.uint8)
+
+
+class QuantLinear(nnx.Module):
+  """Drop-in for a bias-free `nnx.Linear`: y = x @ dequant(W); W = (q - zero) * scale."""
+
+  def __init__(self, qweight, scale, zero, bits: int, group_size: int, dtype=jnp.float32):
+    self.qweight = QuantWeight(jnp.asarray(qweight))
+    self.scale = QuantWeight(jnp.asarray(scale, jnp.float32))
+    self.zero = QuantWeight(jnp.asarray(zero, jnp.uint8))
+    self.bits, self.group_size, self.dtype = bits, group_size, dtype
+
+  @classmethod
+  def from_kernel(cls, w_KN, bits, group_size, method="rtn", dtype=jnp.float32):
+    q, scale, zero = quantize_kernel(np.asarray(w_KN), bits, group_size, method)
+    return cls(pack_int4(q) if bits == 4 else q, scale, zero, bits, group_size, dtype)
+
+  @classmethod
+  def empty(cls, K, N, bits, group_size, dtype=jnp.float32):
+    rows = K // 2 if bits == 4 else K
+    G = K // group_size
+    return cls(np.zeros((rows, N), np.uint8), np.zeros((G, N), np.float32),
+               np.zeros((G, N), np.uint8), bits, group_size, dtype)
+
+  def dequantized_kernel(self):
+    q = self.qweight[...]
+    q_KN = unpack_int4(q) if self.bits == 4 else q
+    K, N = q_KN.shape
+    g = self.group_size
+    w = (q_KN.reshape(K // g, g, N).astype(jnp.float32)
+         - self.zero[...][:, None].astype(jnp.float32)) * self.scale[...][:, None]
+    return w.reshape(K, N)
+
+  def __call__(self, x):
+    w_KN = self.dequantized_kernel().astype(self.dtype)
+    return jnp.dot(x.astype(self.dtype), w_KN)
+
+
+def linear_paths(config_model) -> list[tuple[str, ...]]:
+  c = model_lib.ModelConfig.from_any(config_model)
+  out = []
+  for i in range(c.num_layers):
+    out += [("layers", str(i), "attn", n) for n in ATTN]
+    out += [("layers", str(i), "mlp", n) for n in MLP]
+  return out
+
+
+def _get(module, path):
+  for p in path:
+    module = module[int(p)] if p.isdigit() else getattr(module, p)
+  return module
+
+
+def _set(module, path, value):
+  parent = _get(module, path[:-1])
+  setattr(parent, path[-1], value)
+
+
+def quantize_model(model, bits: int, group_size: int, method: str = "rtn",
+                   lm_head: bool = False):
+  """Swaps the projections (and lm_head if asked) of `model` for QuantLinear, in place."""
+  paths = linear_paths(model.config)
+  if lm_head and not model.config.tie_embeddings:
+    paths.append(("lm_head",))
+  for path in paths:
+    lin = _get(model, path)
+    _set(model, path, QuantLinear.from_kernel(lin.kernel[...], bits, group_size, method,
+                                              model.dtype))
+  return model
+
+
+def _float_paths(model) -> list[tuple[str, ...]]:
+  paths = [("embed", "embedding"), ("final_norm", "scale")]
+  for i in range(model.config.num_layers):
+    paths += [("layers", str(i), "attn_norm", "scale"), ("layers", str(i), "mlp_norm", "scale")]
+  if not model.config.tie_embeddings and not isinstance(model.lm_head, QuantLinear):
+    paths.append(("lm_head", "kernel"))
+  return paths
+
+
+def save_quantized(model, config, out_dir: str, quant: dict) -> None:
+  from safetensors.numpy import save_file  # noqa: PLC0415
+  os.makedirs(out_dir, exist_ok=True)
+  tensors = {".".join(p): np.asarray(_get(model, p)[...]) for p in _float_paths(model)}
+  for path in linear_paths(model.config) + [("lm_head",)]:
+    try:
+      lin = _get(model, path)
+    except AttributeError:
+      continue
+    if isinstance(lin, QuantLinear):
+      for name in ("qweight", "scale", "zero"):
+        tensors[".".join(path + (name,))] = np.asarray(getattr(lin, name)[...])
+  save_file(tensors, os.path.join(out_dir, WEIGHTS))
+  cfg = ml_collections.ConfigDict(config.to_dict())
+  cfg.quant = ml_collections.ConfigDict(quant)
+  with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
+    f.write(cfg.to_json(indent=2))
+
+
+def load_quantized(path: str):
+  """(config, model) of a folder written by `swahili100 quantize`."""
+  from safetensors.numpy import load_file  # noqa: PLC0415
+  from swahili100 import config_lib  # noqa: PLC0415
+  cfg_path = os.path.join(path, "config.json")
+  if not os.path.exists(os.path.join(path, WEIGHTS)):
+    raise FileNotFoundError(f"{path}/{WEIGHTS} not found: not a `swahili100 quantize` folder")
+  config = config_lib.from_json(cfg_path)
+  q = config.quant
+  model = model_lib.Transformer(config.model, rngs=nnx.Rngs(0))
+  tensors = load_file(os.path.join(path, WEIGHTS))
+  for key in {k.rsplit(".", 1)[0] for k in tensors if k.endswith(".qweight")}:
+    p = tuple(key.split("."))
+    K, N = _get(model, p).kernel.shape
+    _set(model, p, QuantLinear.empty(K, N, q.bits, q.group_size, model.dtype))
+  for key, value in tensors.items():
+    _get(model, tuple(key.split(".")))[...] = jnp.asarray(value)
+  return config, model
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _nll_fn(model, tokens, targets, segment_ids, positions, mask):
+  logits = model(tokens, segment_ids_BT=segment_ids, positions_BT=positions)
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+  return nll * mask
+
+
+_nll = nnx.jit(_nll_fn)
+
+
+def eval_loss_bpb(model, config, max_batches: int = 8) -> dict:
+  """Validation loss (nats/token) and bits-per-byte over `max_batches` packed batches."""
+  from swahili100 import data  # noqa: PLC0415
+  manifest = data.check_manifest(config)
+  tb = data.token_bytes(config.data.tokenizer, config.model.vocab_size)
+  nats = tokens = nbytes = 0.0
+  for b in data.eval_batches(config, manifest, max_batches):
+    nll = np.asarray(_nll(model, jnp.asarray(b["inputs"]), jnp.asarray(b["targets"]),
+                          jnp.asarray(b["segment_ids"]), jnp.asarray(b["positions"]),
+                          jnp.asarray(b["mask"], jnp.float32)))
+    nats += float(nll.sum())
+    tokens += float(b["mask"].sum())
+    nbytes += float((tb[b["targets"]] * b["mask"]).sum())
+  return {"loss": nats / max(tokens, 1.0), "bpb": data.bits_per_byte(nats, nbytes),
+          "tokens": int(tokens), "bytes": int(nbytes)}
+
+
+def weight_bytes(model) -> int:
+  return sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(nnx.state(model)))
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="swahili100 quantize",
+                                   description=__doc__.split("\n")[0])
+  parser.add_argument("--checkpoint", required=True, help="<workdir>/checkpoints/<step> or workdir")
+  parser.add_argument("--precision", choices=("int4", "int8"), default="int4")
+  parser.add_argument("--group-size", type=int, choices=(32, 64, 128), default=64)
+  parser.add_argument("--method", choices=("rtn", "mse"), default="mse",
+                      help="rtn: round-to-nearest on [min, max]; mse: per-group clip search")
+  parser.add_argument("--quantize-lm-head", action="store_true")
+  parser.add_argument("--eval-batches", type=int, default=8,
+                      help="validation batches for the before/after report (0 = skip)")
+  parser.add_argument("--output", required=True)
+  args = parser.parse_args(argv)
+  from swahili100 import checkpoint  # noqa: PLC0415
+  config, model = checkpoint.load_model(args.checkpoint)
+  bits = 4 if args.precision == "int4" else 8
+  report = {"checkpoint": os.path.abspath(args.checkpoint), "precision": args.precision,
+            "group_size": args.group_size, "method": args.method,
+            "lm_head": args.quantize_lm_head, "float_weight_bytes": weight_bytes(model)}
+  if args.eval_batches:
+    report["before"] = eval_loss_bpb(model, config, args.eval_batches)
+  t0 = time.perf_counter()
+  quantize_model(model, bits, args.group_size, args.method, args.quantize_lm_head)
+  report["quantize_seconds"] = round(time.perf_counter() - t0, 3)
+  report["quant_weight_bytes"] = weight_bytes(model)
+  if args.eval_batches:
+    report["after"] = eval_loss_bpb(model, config, args.eval_batches)
+    b, a = report["before"]["bpb"], report["after"]["bpb"]
+    report["bpb_increase_pct"] = 100.0 * (a - b) / b
+  save_quantized(model, config, args.output,
+                 {"precision": args.precision, "bits": bits, "group_size": args.group_size,
+                  "method": args.method, "lm_head": args.quantize_lm_head,
+                  "source": report["checkpoint"]})
+  with open(os.path.join(args.output, REPORT), "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=2)
+  print(json.dumps(report, indent=2))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,53 @@
+"""Config files and `--config.a.b=v` overrides."""
+
+import pytest
+
+from swahili100 import config_lib, model, train
+
+from conftest import REPO
+
+
+def _debug():
+  return config_lib.load(str(REPO / "configs" / "debug.py"))
+
+
+def test_overrides_apply_with_types():
+  c = config_lib.apply_overrides(_debug(), [
+      "--config.optim.lr=1e-3", "--config.model.num_kv_heads=1", "--config.train.num_steps",
+      "300", "--config.mesh.fsdp=2", "--config.model.tie_embeddings=false"])
+  assert c.optim.lr == 1e-3 and isinstance(c.optim.lr, float)
+  assert c.model.num_kv_heads == 1 and c.train.num_steps == 300 and c.mesh.fsdp == 2
+  assert c.model.tie_embeddings is False
+
+
+def test_unknown_key_is_refused_with_close_match():
+  with pytest.raises(config_lib.ConfigError, match=r"unknown config key --config.optim.lrr; "
+                     r"did you mean --config.optim.lr"):
+    config_lib.apply_overrides(_debug(), ["--config.optim.lrr=1e-3"])
+
+
+def test_wrong_type_is_refused_naming_the_key():
+  with pytest.raises(config_lib.ConfigError, match=r"--config.train.num_steps='abc': expected a int"):
+    config_lib.apply_overrides(_debug(), ["--config.train.num_steps=abc"])
+  with pytest.raises(config_lib.ConfigError, match=r"--config.model.tie_embeddings='maybe'"):
+    config_lib.apply_overrides(_debug(), ["--config.model.tie_embeddings=maybe"])
+
+
+def test_cross_field_errors_name_both_keys():
+  with pytest.raises(config_lib.ConfigError, match="num_kv_heads=3 must divide .*num_heads=4"):
+    config_lib.apply_overrides(_debug(), ["--config.model.num_kv_heads=3"])
+  with pytest.raises(config_lib.ConfigError, match="batch_size=16 must be a multiple of .*grad_accum=3"):
+    config_lib.apply_overrides(_debug(), ["--config.optim.grad_accum=3"])
+
+
+def test_train_cli_reports_config_errors(capsys):
+  assert train.main(["--config", "configs/debug.py", "--workdir", "/tmp/x",
+                     "--config.model.nope=1"]) == 2
+  assert "unknown config key --config.model.nope" in capsys.readouterr().err
+
+
+def test_base_config_is_about_100m_parameters():
+  c = config_lib.load(str(REPO / "configs" / "swahili_base.py"))
+  n = model.num_params(c.model)
+  assert 95e6 < n < 115e6
+  assert f"{n:,}" in open(REPO / "configs" / "swahili_base.py").read()  # docstring states it

@@ -1,0 +1,171 @@
+"""Training end to end: logs, checkpoints, bit-exact resume, preemption, SIGKILL, NaN, generate."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from swahili100 import checkpoint, generate, train
+
+from conftest import REPO, tiny_config
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, "logs", "training.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def _steps(workdir):
+  return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+
+
+@pytest.fixture(scope="module")
+def run12(tiny_records, tmp_path_factory):
+  """An uninterrupted 12-step run with checkpoints at 6 and 12."""
+  workdir = str(tmp_path_factory.mktemp("run") / "run12")
+  config = tiny_config(*tiny_records, **{"train.num_steps": 12, "train.checkpoint_every": 6,
+                                         "train.keep_last": 5, "train.eval_every": 6})
+  assert train.run(config, workdir) == 0
+  return workdir, config
+
+
+def test_run_logs_decreasing_loss_config_and_checkpoints(run12):
+  workdir, _ = run12
+  with open(os.path.join(workdir, "logs", "training.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  train_rows = [r for r in rows if "loss" in r]
+  assert [r["step"] for r in train_rows] == list(range(1, 13))
+  for key in ("step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"):
+    assert all(np.isfinite(r[key]) for r in train_rows), key
+  assert train_rows[-1]["loss"] < train_rows[0]["loss"] - 0.3
+  evals = [r for r in rows if "eval_loss" in r]
+  assert [r["step"] for r in evals] == [6, 12] and 0 < evals[-1]["eval_bpb"] < 8
+  saved = json.load(open(os.path.join(workdir, "config.json")))
+  assert saved["train"]["num_steps"] == 12 and saved["model"]["d_model"] == 32
+  assert _steps(workdir) == [6, 12]
+
+
+def test_resume_is_bit_exact(run12, tmp_path):
+  """12 uninterrupted steps == 6 steps + resume from checkpoint 6 + 6 steps, float for float."""
+  workdir, config = run12
+  resumed = str(tmp_path / "resumed")
+  shutil.copytree(workdir, resumed)
+  shutil.rmtree(os.path.join(resumed, "checkpoints", "12"))
+  os.remove(os.path.join(resumed, "logs", "training.jsonl"))
+  assert train.run(config, resumed, resume=os.path.join(resumed, "checkpoints", "6")) == 0
+  want, got = _losses(workdir), _losses(resumed)
+  assert sorted(got) == list(range(7, 13))
+  assert [got[s] for s in got] == [want[s] for s in got]
+
+
+def test_load_model_and_generate_cli_on_a_real_checkpoint(run12, capsys):
+  workdir, config = run12
+  cfg, model = checkpoint.load_model(os.path.join(workdir, "checkpoints", "6"))
+  assert cfg.model.d_model == 32
+  ids = generate.generate_ids(model, [5, 6, 7], 8, temperature=0.0, eos_id=None)
+  assert len(ids) == 8
+  assert generate.main(["--checkpoint", workdir, "--prompt", "Habari za leo",
+                        "--max-new-tokens", "8", "--temperature", "0"]) in (0, None)
+  assert "Habari za leo" in capsys.readouterr().out
+
+
+def _train_cmd(records, workdir, **overrides):
+  records_dir, tok, vocab = records
+  base = {"model.vocab_size": vocab, "model.d_model": 32, "model.num_layers": 2,
+          "model.num_heads": 4, "model.num_kv_heads": 2, "model.head_dim": 8,
+          "model.mlp_dim": 64, "data.records_dir": records_dir, "data.tokenizer": tok,
+          "data.seq_len": 32, "data.batch_size": 8, "optim.warmup_steps": 2,
+          "train.log_every": 1, "train.eval_every": 0, "train.eval_batches": 1}
+  base.update(overrides)
+  return [sys.executable, "-m", "swahili100.train", "--config", str(REPO / "configs" / "debug.py"),
+          "--workdir", workdir, *(f"--config.{k}={v}" for k, v in base.items())]
+
+
+def _wait_for(pred, proc, timeout=120):
+  end = time.time() + timeout
+  while time.time() < end:
+    if pred():
+      return True
+    if proc.poll() is not None:
+      return False
+    time.sleep(0.05)
+  return False
+
+
+@pytest.mark.slow
+def test_sigterm_saves_exits_zero_and_resume_completes(tiny_records, tmp_path):
+  workdir = str(tmp_path / "pre")
+  cmd = _train_cmd(tiny_records, workdir, **{"train.num_steps": 2000,
+                                             "train.checkpoint_every": 1000})
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  log = os.path.join(workdir, "logs", "training.jsonl")
+  assert _wait_for(lambda: os.path.exists(log) and len(open(log).readlines()) >= 3, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, out
+  assert "preemption: saved" in out
+  (step,) = _steps(workdir)
+  assert 3 <= step < 2000
+  cmd = _train_cmd(tiny_records, workdir, **{"train.num_steps": step + 3,
+                                             "train.checkpoint_every": 1000})
+  done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stdout + done.stderr
+  assert f"resumed from {workdir}/checkpoints/{step}" in done.stdout
+  assert max(_losses(workdir)) == step + 3 and _steps(workdir)[-1] == step + 3
+
+
+@pytest.mark.slow
+def test_sigkill_mid_save_leaves_previous_checkpoint_restorable(tiny_records, tmp_path):
+  workdir = str(tmp_path / "kill")
+  cmd = _train_cmd(tiny_records, workdir, **{"train.num_steps": 5000,
+                                             "train.checkpoint_every": 1, "train.keep_last": 3,
+                                             "model.d_model": 128, "model.mlp_dim": 512})
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckpts = os.path.join(workdir, "checkpoints")
+  in_flight = lambda: os.path.isdir(ckpts) and len(os.listdir(ckpts)) >= 3 and any(  # noqa: E731
+      not d.isdigit() for d in os.listdir(ckpts))
+  seen_tmp = _wait_for(in_flight, proc, timeout=180)
+  proc.kill()
+  proc.wait()
+  assert seen_tmp, "never saw a save in flight"
+  cfg, model = checkpoint.load_model(workdir)  # newest complete step restores
+  assert cfg.model.d_model == 128
+  resumed = subprocess.run(
+      _train_cmd(tiny_records, workdir, **{"train.num_steps": max(_steps(workdir)) + 2,
+                                           "train.checkpoint_every": 1, "train.keep_last": 3,
+                                           "model.d_model": 128, "model.mlp_dim": 512}),
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(run12, tmp_path, capsys):
+  workdir, config = run12
+  nan_dir = str(tmp_path / "nan")
+  shutil.copytree(workdir, nan_dir)
+  shutil.rmtree(os.path.join(nan_dir, "checkpoints", "12"))
+  config = tiny_config(config.data.records_dir, config.data.tokenizer, config.model.vocab_size,
+                       **{"train.num_steps": 12, "train.checkpoint_every": 2,
+                          "optim.lr": 1e30, "optim.warmup_steps": 1})
+  assert train.run(config, nan_dir) == 1
+  err = capsys.readouterr().err
+  assert "became NaN/Inf at step" in err and f"checkpoints/6" in err
+  assert _steps(nan_dir) == [6]
+  _, model = checkpoint.load_model(nan_dir)
+  assert np.isfinite(np.asarray(model.embed.embedding[...])).all()
+
+
+def test_resume_refuses_a_missing_step(run12, capsys):
+  workdir, config = run12
+  assert train.main(["--config", str(REPO / "configs" / "debug.py"), "--workdir", workdir,
+                     "--resume", os.path.join(workdir, "checkpoints", "7"),
+                     f"--config.data.records_dir={config.data.records_dir}",
+                     f"--config.data.tokenizer={config.data.tokenizer}",
+                     f"--config.model.vocab_size={config.model.vocab_size}"]) == 2
+  assert "step 7 is not a complete checkpoint" in capsys.readouterr().err
