@@ -169,3 +169,23 @@ def test_resume_refuses_a_missing_step(run12, capsys):
                      f"--config.data.tokenizer={config.data.tokenizer}",
                      f"--config.model.vocab_size={config.model.vocab_size}"]) == 2
   assert "step 7 is not a complete checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_cli_matches_training_eval_and_scores_xcopa(run12, tmp_path):
+  from swahili100 import evaluate
+  workdir, _ = run12
+  xcopa = tmp_path / "xcopa.jsonl"
+  items = [{"premise": "Mvua ilinyesha.", "choice1": "Ardhi ililowa.", "choice2": "Jua liliwaka.",
+            "question": "effect", "label": 0},
+           {"premise": "Mtoto alilia.", "choice1": "Alianguka.", "choice2": "Alicheka.",
+            "question": "cause", "label": 0}]
+  xcopa.write_text("\n".join(json.dumps(i) for i in items))
+  out = tmp_path / "eval.json"
+  assert evaluate.main(["--checkpoint", workdir, "--metric", "all", "--max-batches", "2",
+                        "--xcopa", str(xcopa), "--output", str(out)]) == 0
+  report = json.load(open(out))
+  with open(os.path.join(workdir, "logs", "training.jsonl")) as f:
+    final = [json.loads(l) for l in f if "eval_loss" in l][-1]
+  assert report["loss"] == pytest.approx(final["eval_loss"], rel=1e-5)
+  assert report["bpb"] == pytest.approx(final["eval_bpb"], rel=1e-5)
+  assert report["xcopa_items"] == 2 and report["xcopa_accuracy"] in (0.0, 0.5, 1.0)
