@@ -33,10 +33,11 @@ from swahili100 import optim
 from swahili100 import sharding
 
 # Peak dense bf16 FLOP/s per device, by substring of `device.device_kind`. CPU has no meaningful
-# peak: its entry is a nominal 2-core AVX2 fp32 figure, so CPU MFU is only comparable to itself.
+# peak: its entry is a nominal 2 cores x 3 GHz x 32 fp32 FLOP/cycle (AVX2 FMA), so CPU MFU is
+# only comparable with itself.
 PEAK_FLOPS = {"TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12,
               "TPU v5": 459e12, "TPU v6": 918e12, "H200": 989e12, "H100": 989e12,
-              "A100": 312e12, "L4": 121e12, "T4": 65e12, "cpu": 100e9}
+              "A100": 312e12, "L4": 121e12, "T4": 65e12, "cpu": 200e9}
 
 
 def flops_per_token(model_cfg, seq_len: int) -> float:
