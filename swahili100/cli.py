@@ -18,6 +18,7 @@ COMMANDS = {
     "train": ("swahili100.train", "phases 7-10: train (and resume) a model"),
     "generate": ("swahili100.generate", "sample text from a checkpoint"),
     "evaluate": ("swahili100.evaluate", "phase 11: evaluate a checkpoint"),
+    "align": ("swahili100.align.main", "phase 12: supervised fine-tuning (sft) or DPO"),
     "quantize": ("swahili100.export.quantize", "phase 13: int4/int8 weight-only quantization"),
     "export": ("swahili100.export.main", "phase 13: export to hf, onnx or gguf (and the Hub)"),
 }
