@@ -66,6 +66,19 @@ def resolve_resume(workdir: str, resume: str | None, mngr) -> int | None:
   return step
 
 
+def check_same_model(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses to resume a run whose saved model config differs from `config.model`."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  saved = load_config(workdir).model.to_dict()
+  diff = {k: (saved.get(k), v) for k, v in config.model.to_dict().items() if saved.get(k) != v}
+  if diff:
+    raise ValueError(f"{path}: the checkpoints were trained with a different model config "
+                     f"({', '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in diff.items())}); "
+                     "resume with the saved values or start a new --workdir")
+
+
 def split_path(path: str) -> tuple[str, int | None]:
   """`<workdir>` or `<workdir>/checkpoints[/<step>]` -> (workdir, step or None for latest)."""
   path = os.path.normpath(path)

@@ -135,7 +135,11 @@ def run(config, workdir: str, resume: str | None = None) -> int:
   t_cfg, d_cfg = config.train, config.data
   is_main = jax.process_index() == 0
   os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
-  if is_main:
+  mngr = checkpoint.manager(workdir, t_cfg)
+  start = checkpoint.resolve_resume(workdir, resume, mngr)
+  if start is not None:
+    checkpoint.check_same_model(workdir, config)
+  if is_main:  # written only once the resume point is known to be valid
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
       f.write(config.to_json_best_effort(indent=2) + "\n")
   log_path = os.path.join(workdir, "logs", "training.jsonl")
@@ -161,8 +165,6 @@ def run(config, workdir: str, resume: str | None = None) -> int:
 
   dataset = data.train_dataset(config, manifest, jax.process_index(), jax.process_count())
   batches = iter(dataset)
-  mngr = checkpoint.manager(workdir, t_cfg)
-  start = checkpoint.resolve_resume(workdir, resume, mngr)
   if start is None:
     params = init_params()
     opt_state = jax.jit(tx.init, out_shardings=o_shard)(params)

@@ -169,6 +169,19 @@ def test_resume_refuses_a_missing_step(run12, capsys):
                      f"--config.data.tokenizer={config.data.tokenizer}",
                      f"--config.model.vocab_size={config.model.vocab_size}"]) == 2
   assert "step 7 is not a complete checkpoint" in capsys.readouterr().err
+  assert json.load(open(os.path.join(workdir, "config.json")))["model"]["d_model"] == 32
+
+
+def test_resume_refuses_a_different_model_config(run12, capsys):
+  workdir, config = run12
+  before = open(os.path.join(workdir, "config.json")).read()
+  assert train.main(["--config", str(REPO / "configs" / "debug.py"), "--workdir", workdir,
+                     f"--config.data.records_dir={config.data.records_dir}",
+                     f"--config.data.tokenizer={config.data.tokenizer}",
+                     f"--config.model.vocab_size={config.model.vocab_size}"]) == 2
+  err = capsys.readouterr().err
+  assert "different model config" in err and "d_model: saved 32, now 128" in err
+  assert open(os.path.join(workdir, "config.json")).read() == before
 
 
 def test_evaluate_cli_matches_training_eval_and_scores_xcopa(run12, tmp_path):
