@@ -22,6 +22,7 @@ def phases(out: str) -> list[tuple[str, list[str], str]]:
   """(name, swahili100 arguments, output path) for every phase, in pipeline order."""
   d = lambda *p: os.path.join(out, *p)  # noqa: E731
   ckpt = d("runs", "debug")
+  final = d("runs", "dpo")  # the aligned model is the one quantized and exported
   overrides = [f"--config.data.records_dir={d('records')}",
                f"--config.data.tokenizer={d('tokenizer', 'swahili_bpe.json')}",
                f"--config.model.vocab_size={VOCAB_SIZE}"]
@@ -41,13 +42,17 @@ def phases(out: str) -> list[tuple[str, list[str], str]]:
                     "--max-new-tokens", "24", "--temperature", "0"], ckpt),
       ("evaluate", ["evaluate", "--checkpoint", ckpt, "--metric", "all",
                     "--output", d("eval.json")], d("eval.json")),
-      ("quantize", ["quantize", "--checkpoint", ckpt, "--precision", "int4", "--group-size",
+      ("align-sft", ["align", "--stage", "sft", "--checkpoint", ckpt, "--workdir",
+                     d("runs", "sft"), "--steps", "30", "--lr", "1e-3"], d("runs", "sft")),
+      ("align-dpo", ["align", "--stage", "dpo", "--checkpoint", d("runs", "sft"), "--workdir",
+                     d("runs", "dpo"), "--steps", "30", "--lr", "5e-4"], d("runs", "dpo")),
+      ("quantize", ["quantize", "--checkpoint", final, "--precision", "int4", "--group-size",
                     "64", "--output", d("quantized-int4")], d("quantized-int4")),
-      ("export-hf", ["export", "--checkpoint", ckpt, "--format", "hf", "--output",
+      ("export-hf", ["export", "--checkpoint", final, "--format", "hf", "--output",
                      d("export", "hf")], d("export", "hf")),
-      ("export-onnx", ["export", "--checkpoint", ckpt, "--format", "onnx", "--output",
+      ("export-onnx", ["export", "--checkpoint", final, "--format", "onnx", "--output",
                        d("export", "onnx")], d("export", "onnx")),
-      ("export-gguf", ["export", "--checkpoint", ckpt, "--format", "gguf", "--output",
+      ("export-gguf", ["export", "--checkpoint", final, "--format", "gguf", "--output",
                        d("export", "gguf")], d("export", "gguf")),
   ]
 

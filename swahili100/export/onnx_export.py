@@ -7,16 +7,14 @@ Uses the dynamo exporter of `torch.onnx.export` (needs onnxscript); no KV-cache 
 call runs the whole sequence.
 """
 
+import logging
 import os
 
 import numpy as np
 
 
-class _LogitsOnly:
-  """Built lazily (torch is an [export] extra): wraps LlamaForCausalLM to return logits only."""
-
-
 def _wrapper(hf_model):
+  """LlamaForCausalLM -> a module returning logits only (built lazily: torch is an extra)."""
   import torch  # noqa: PLC0415
 
   class LogitsOnly(torch.nn.Module):
@@ -56,6 +54,7 @@ def quantize_int4(onnx_in: str, onnx_out: str, block_size: int = 32,
   """Weight-only int4 of every MatMul with a constant weight (onnxruntime MatMulNBits)."""
   import onnx  # noqa: PLC0415
   from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer  # noqa
+  logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
   model = onnx.load(onnx_in)
   q = MatMulNBitsQuantizer(model, block_size=block_size, is_symmetric=symmetric)
   q.process()

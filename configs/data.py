@@ -1,0 +1,49 @@
+"""Defaults for the data pipeline (phases 1-4); every threshold a phase applies lives here.
+
+Command:  swahili100 clean --input data/raw --output data/cleaned   (flags override these)
+The FineWeb-2 `swh_Latn` filter thresholds are from FineWeb-2's published per-language configs.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.max_line_bytes = 8 << 20        # longer input lines are dropped as line_too_long
+
+  c.clean = k = ml_collections.ConfigDict()
+  k.min_chars = 50                  # shorter cleaned documents are dropped (too_short)
+  k.fix_mojibake = True             # ftfy.fix_text on each document
+  k.strip_html = True               # tags and entities removed
+  k.drop_boilerplate = True         # share/cookie/"Soma zaidi" lines removed
+  k.unify_apostrophes = True        # U+2019 / U+02BC / ` / U+2018 between letters -> '
+  k.mask_pii = True                 # e-mails -> <EMAIL>, phone numbers -> <PHONE>
+
+  c.dedup = d = ml_collections.ConfigDict()
+  d.threshold = 0.8                 # MinHash LSH Jaccard threshold
+  d.num_perm = 128                  # MinHash permutations
+  d.shingle = 5                     # word n-gram size of shingles
+  d.batch = 512                     # documents per signature batch (per worker task)
+  d.seed = 1                        # MinHash permutation seed (datasketch-compatible)
+
+  c.filter = f = ml_collections.ConfigDict()
+  f.lang = "sw"                     # target language (ISO 639-1)
+  f.lang_threshold = 0.5            # minimum confidence of the target language
+  f.stop_words = ("ya", "na", "wa", "katika", "kwa", "ni", "la", "za", "mwaka")
+  f.min_stop_words = 2              # FineWeb-2 swh_Latn
+  f.min_words = 50                  # Gopher: min words per document
+  f.max_words = 100_000             # Gopher: max words per document
+  f.min_mean_word_len = 3.0         # FineWeb-2 swh_Latn
+  f.max_mean_word_len = 9.0
+  f.max_symbol_word_ratio = 0.1     # Gopher: '#' and '...' per word
+  f.max_bullet_lines = 0.9          # Gopher: lines starting with a bullet
+  f.max_ellipsis_lines = 0.3        # Gopher: lines ending with an ellipsis
+  f.max_non_alpha_words = 0.802     # FineWeb-2 swh_Latn: words without a letter
+  f.dup_line_frac = 0.302           # FineWeb-2 swh_Latn: duplicate lines / lines
+  f.dup_line_char_frac = 0.2        # Gopher: chars in duplicate lines / chars
+  f.top_ngram_frac = {"2": 0.396, "3": 0.282, "4": 0.231}
+  f.dup_ngram_frac = {"5": 0.193, "6": 0.17, "7": 0.155, "8": 0.14, "9": 0.126, "10": 0.113}
+  f.min_punct_line_frac = 0.143     # FineWeb-2 swh_Latn: lines ending in punctuation
+  f.max_short_line_frac = 0.67      # FineWeb: lines under 30 chars
+  f.max_newline_ratio = 0.167       # FineWeb-2 swh_Latn: newlines / words
+  return c

@@ -1,0 +1,103 @@
+"""Phase 2: normalize and clean text shards.
+
+  swahili100 clean --input data/raw --output data/cleaned [--min-chars 50] [--workers 2]
+
+Per document, in order: ftfy mojibake repair + NFC; HTML tags/entities out; control and
+zero-width characters out; Swahili apostrophe unification (ng’ombe, ngʼombe, ng`ombe -> ng'ombe);
+boilerplate lines out (share/cookie/"Soma zaidi"/"Shiriki"/"Jiunge nasi"...); e-mail addresses
+-> <EMAIL> and phone numbers (+255/+254/00255 and local 07xx/06xx) -> <PHONE>; whitespace
+collapsed; documents shorter than --min-chars dropped as `too_short`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import html
+import re
+import sys
+import unicodedata
+
+from configs import data as data_config
+from data_pipeline import shards
+
+_SCRIPT = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>", re.I | re.S)
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]{0,500})?/?>|<!--.*?-->", re.S)
+# control chars except \t \n, plus format chars (zero-width space/joiners, BOM, soft hyphen, bidi)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e"
+                      r"\u2060-\u2064\ufeff]")
+_APOSTROPHE = re.compile(r"(?<=[^\W\d_])[\u2019\u02bc\u2018`\u00b4\u02b9\u2032](?=[^\W\d_])")
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
+_PHONE = re.compile(
+    r"(?<![\w+])(?:"
+    r"(?:\+|00)\s?25[45][\s.-]?\(?0?\)?[\s.-]?\d{2,3}[\s.-]?\d{3}[\s.-]?\d{3,4}"   # +255 / +254
+    r"|\+\d{1,3}[\s.-]?\d{2,4}[\s.-]?\d{3,4}[\s.-]?\d{3,4}"                         # other intl
+    r"|0[67]\d{2}[\s.-]?\d{3}[\s.-]?\d{3}"                                          # local 07xx
+    r")(?!\w)")
+_BOILERPLATE = re.compile(
+    r"^\W*(?:soma (?:zaidi|pia|habari)|shiriki(?: habari hii| makala hii)?|jiunge nasi|"
+    r"tufuate|tufuatilie|bofya hapa|bonyeza hapa|endelea kusoma|habari zaidi|"
+    r"haki zote zimehifadhiwa|all rights reserved|copyright|read more|share(?: this)?|"
+    r"tweet|facebook|twitter|whatsapp|instagram|youtube|telegram|pinterest|linkedin|"
+    r"subscribe|jisajili|ingia|login|sign up|maoni\s*\(\d+\)|toa maoni|acha maoni|"
+    r"tangaza nasi|wasiliana nasi|kuhusu sisi|privacy policy|sera ya faragha|"
+    r"we use cookies|tunatumia (?:vidakuzi|cookies)|.*\bcookies?\b.*|"
+    r"previous|next|iliyotangulia|inayofuata)\b.*$", re.I)
+_MAX_BOILERPLATE_LINE = 100
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_BLANKS = re.compile(r"\n{3,}")
+
+
+def clean_text(text: str, cfg) -> str:
+  if cfg.fix_mojibake:
+    import ftfy
+    text = ftfy.fix_text(text, normalization="NFC", unescape_html=False)
+  if cfg.strip_html and "<" in text:
+    text = _TAG.sub(" ", _SCRIPT.sub(" ", text))
+  if cfg.strip_html and "&" in text:
+    text = html.unescape(text)
+  text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+  text = _CONTROL.sub("", text)
+  if cfg.unify_apostrophes:
+    text = _APOSTROPHE.sub("'", text)
+  lines = []
+  for line in text.split("\n"):
+    line = _SPACES.sub(" ", line).strip()
+    if cfg.drop_boilerplate and len(line) <= _MAX_BOILERPLATE_LINE and _BOILERPLATE.match(line):
+      continue
+    lines.append(line)
+  text = _BLANKS.sub("\n\n", "\n".join(lines)).strip()
+  if cfg.mask_pii:
+    if "@" in text:
+      text = _EMAIL.sub("<EMAIL>", text)
+    text = _PHONE.sub("<PHONE>", text)
+  return text
+
+
+def clean_doc(doc: dict, cfg) -> dict | shards.Drop:
+  text = clean_text(doc["text"], cfg)
+  if len(text) < cfg.min_chars:
+    return shards.Drop("too_short", {"chars": len(text)})
+  doc["text"] = text
+  return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+  cfg = data_config.get_config()
+  p = argparse.ArgumentParser(prog="swahili100 clean", description=__doc__.split("\n")[0])
+  shards.add_common_args(p)
+  p.add_argument("--min-chars", type=int, default=cfg.clean.min_chars)
+  p.add_argument("--no-mask-pii", action="store_true", help="keep e-mails and phone numbers")
+  args = p.parse_args(argv)
+  cfg.clean.min_chars = args.min_chars
+  cfg.clean.mask_pii = not args.no_mask_pii
+  c = cfg.clean.to_dict()
+  fn = functools.partial(clean_doc, cfg=cfg.clean)
+  stats = shards.run_phase("clean", args.input, args.output, fn, workers=args.workers,
+                           max_line_bytes=args.max_line_bytes, config=c)
+  print(shards.summary(stats), file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

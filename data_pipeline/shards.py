@@ -1,0 +1,440 @@
+"""Text shards (phases 1-4): robust reading, atomic writing, and the per-shard phase runner.
+
+A text shard is JSON Lines, optionally gzip (`*.jsonl` or `*.jsonl.gz`), one document a line:
+`{"id": str, "text": str, "source": str, ...}`; extra keys pass through untouched.
+
+API
+---
+`list_shards(root) -> list[Path]`
+    Shards under a folder (recursively, sorted), or `[root]` for a file. Skips `removed/`,
+    hidden files, `*.tmp` and markers, so a phase's output folder is a valid next input.
+`read_shard(path, stats, *, name, max_line_bytes, removed=None) -> Iterator[dict]`
+    Yields valid documents and never raises on bad data. Every bad line is counted in
+    `stats` under a named reason (and written to `removed` when given, with file:line):
+      binary_file     the file is not text (NUL bytes in its first 8 KiB, not gzip)
+      read_error      truncated/corrupt gzip or an OS error mid-file (one count per file)
+      line_too_long   a line over `max_line_bytes` (skipped in bounded memory)
+      invalid_utf8    the line is not UTF-8 (dropped, not repaired: see data-research.md)
+      malformed_json  not JSON, or JSON that is not an object (warning names file:line)
+      missing_text    `text` absent or not a string
+    A missing `id` becomes `"<shard name>:<line>"` (deterministic); a missing `source`
+    becomes "unknown". Blank lines are not documents and are counted in notes.blank_lines.
+`iter_docs(root, stats=None, *, max_line_bytes) -> Iterator[(shard_name, doc)]`
+    All documents of all shards in order: the reader for global phases (dedup, tokenizer).
+`ShardWriter(path)`
+    Context manager writing JSON Lines to `path.tmp`, renamed onto `path` on success; gzip
+    when the name ends in .gz, with mtime=0 and no file name so bytes are reproducible.
+`Stats`
+    Counters: docs and bytes in / out / dropped per reason, plus `bytes.rewritten` (text
+    changed by the phase) so that both `in == out + sum(dropped)` and
+    `bytes_in == bytes_out + sum(bytes_dropped) + rewritten` always hold. Bytes are the
+    UTF-8 bytes of `text` (the raw line for lines that never parsed).
+`Drop(reason, info={})`
+    What a per-document function returns to remove a document.
+`run_phase(phase, input, output, fn, *, workers, max_line_bytes, config, desc) -> dict`
+    Runs `fn(doc) -> dict | Drop` over every input shard into the output shard of the same
+    relative name. Per shard: output and `removed/<shard>` written atomically, then the
+    marker `<shard>.done` (holding that shard's stats) written last, atomically. Shards with
+    a marker are skipped on rerun. `--workers N` processes shards in a multiprocessing pool;
+    results are merged in shard-name order so outputs and `stats.json` are identical for any
+    N and after a SIGKILL + rerun. `fn` must be picklable (a module-level function, a
+    `functools.partial` of one, or an instance of a module-level class); if it has a
+    `start_shard(name)` method, that is called before the shard's first document.
+`add_common_args(parser)` / `write_json(path, obj)`
+    The shared flags (--input --output --workers --max-line-bytes) and atomic JSON writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import multiprocessing
+import os
+import sys
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple
+
+SHARD_SUFFIXES = (".jsonl", ".jsonl.gz")
+MARKER_SUFFIX = ".done"
+REMOVED_DIR = "removed"
+DEFAULT_MAX_LINE_BYTES = 8 << 20   # 8 MiB; longer lines are dropped as line_too_long
+_CHUNK = 1 << 20
+_KILL_ENV = "SWAHILI100_TEST_KILL_AFTER_SHARDS"   # test hook: SIGKILL mid-shard (see tests)
+
+
+class Drop(NamedTuple):
+  """Returned by a per-document function to remove the document, with a named reason."""
+  reason: str
+  info: dict = {}
+
+
+@dataclass
+class Stats:
+  """Document and byte accounting for one shard or a whole phase."""
+  docs_in: int = 0
+  docs_out: int = 0
+  bytes_in: int = 0
+  bytes_out: int = 0
+  dropped: dict = field(default_factory=dict)        # reason -> docs
+  dropped_bytes: dict = field(default_factory=dict)  # reason -> bytes
+  notes: dict = field(default_factory=dict)          # non-document events (blank lines, ...)
+  warnings: list = field(default_factory=list)       # first few warning strings
+
+  def drop(self, reason: str, nbytes: int) -> None:
+    self.dropped[reason] = self.dropped.get(reason, 0) + 1
+    self.dropped_bytes[reason] = self.dropped_bytes.get(reason, 0) + nbytes
+
+  def note(self, key: str, n: int = 1) -> None:
+    self.notes[key] = self.notes.get(key, 0) + n
+
+  def warn(self, msg: str) -> None:
+    self.note("warnings")
+    if len(self.warnings) < 20:
+      self.warnings.append(msg)
+    warnings.warn(msg, stacklevel=2)
+
+  def merge(self, other: "Stats") -> None:
+    self.docs_in += other.docs_in
+    self.docs_out += other.docs_out
+    self.bytes_in += other.bytes_in
+    self.bytes_out += other.bytes_out
+    for src, dst in ((other.dropped, self.dropped), (other.dropped_bytes, self.dropped_bytes),
+                     (other.notes, self.notes)):
+      for k, v in src.items():
+        dst[k] = dst.get(k, 0) + v
+    self.warnings.extend(other.warnings[: max(0, 20 - len(self.warnings))])
+
+  def to_dict(self) -> dict:
+    dropped_bytes = sum(self.dropped_bytes.values())
+    return {
+        "docs": {"in": self.docs_in, "out": self.docs_out,
+                 "dropped": dict(sorted(self.dropped.items()))},
+        "bytes": {"in": self.bytes_in, "out": self.bytes_out,
+                  "dropped": dict(sorted(self.dropped_bytes.items())),
+                  "rewritten": self.bytes_in - self.bytes_out - dropped_bytes},
+        "notes": dict(sorted(self.notes.items())),
+        "warnings": list(self.warnings),
+    }
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "Stats":
+    return cls(docs_in=d["docs"]["in"], docs_out=d["docs"]["out"], bytes_in=d["bytes"]["in"],
+               bytes_out=d["bytes"]["out"], dropped=dict(d["docs"]["dropped"]),
+               dropped_bytes=dict(d["bytes"]["dropped"]), notes=dict(d.get("notes", {})),
+               warnings=list(d.get("warnings", [])))
+
+
+# ----------------------------------------------------------------------------- listing
+
+def is_shard(path: Path) -> bool:
+  return path.name.endswith(SHARD_SUFFIXES) and not path.name.startswith(".")
+
+
+def list_shards(root: str | os.PathLike) -> list[Path]:
+  """Sorted shard files under `root` (or [root] for a file); skips removed/ and hidden dirs."""
+  root = Path(root)
+  if root.is_file():
+    return [root]
+  if not root.is_dir():
+    raise FileNotFoundError(f"input {root} does not exist: pass a folder of *.jsonl(.gz) shards")
+  out = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = sorted(d for d in dirnames if d != REMOVED_DIR and not d.startswith("."))
+    out += [Path(dirpath) / f for f in filenames if is_shard(Path(f))]
+  return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+
+
+def shard_name(path: Path, root: Path) -> str:
+  return path.name if root.is_file() else path.relative_to(root).as_posix()
+
+
+# ----------------------------------------------------------------------------- reading
+
+def _open_binary(path: Path):
+  f = open(path, "rb")
+  head = f.read(8192)
+  f.seek(0)
+  if head[:2] == b"\x1f\x8b":
+    return gzip.GzipFile(fileobj=f, mode="rb"), False
+  return f, b"\x00" in head
+
+
+def _readlines(f, max_line_bytes: int) -> Iterator[tuple[bytes | None, int]]:
+  """Yields (line, nbytes); line is None for a line over the cap (skipped in bounded memory)."""
+  while True:
+    line = f.readline(max_line_bytes + 1)
+    if not line:
+      return
+    if len(line) <= max_line_bytes or line.endswith(b"\n"):
+      yield line, len(line)
+      continue
+    n = len(line)
+    del line
+    while True:   # skip the rest of the overlong line chunk by chunk
+      chunk = f.readline(_CHUNK)
+      n += len(chunk)
+      if not chunk or chunk.endswith(b"\n"):
+        break
+    yield None, n
+
+
+def _removed_record(reason: str, doc: Any, **info) -> dict:
+  return {"reason": reason, **info, "doc": doc}
+
+
+def read_shard(path: str | os.PathLike, stats: Stats, *, name: str | None = None,
+               max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, removed=None) -> Iterator[dict]:
+  """Valid documents of one shard; bad lines are counted (and written to `removed`), never raised."""
+  path = Path(path)
+  name = name or path.name
+  try:
+    f, binary = _open_binary(path)
+  except OSError as e:
+    stats.docs_in += 1
+    stats.drop("read_error", 0)
+    stats.warn(f"{path}: cannot open ({e}); skipped")
+    return
+  with f:
+    if binary:
+      size = path.stat().st_size
+      stats.docs_in += 1
+      stats.bytes_in += size
+      stats.drop("binary_file", size)
+      stats.warn(f"{path}: binary file (NUL bytes), not a JSONL shard; skipped")
+      if removed is not None:
+        removed(_removed_record("binary_file", None, file=name, bytes=size))
+      return
+    lineno = 0
+    try:
+      for line, nbytes in _readlines(f, max_line_bytes):
+        lineno += 1
+        where = f"{name}:{lineno}"
+        if line is None:
+          stats.docs_in += 1
+          stats.bytes_in += nbytes
+          stats.drop("line_too_long", nbytes)
+          stats.warn(f"{where}: line of {nbytes} bytes > --max-line-bytes {max_line_bytes}; dropped")
+          if removed is not None:
+            removed(_removed_record("line_too_long", None, where=where, bytes=nbytes))
+          continue
+        if not line.strip():
+          stats.note("blank_lines")
+          continue
+        line = line.rstrip(b"\r\n")
+        stats.docs_in += 1
+        try:
+          s = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+          stats.bytes_in += len(line)
+          stats.drop("invalid_utf8", len(line))
+          stats.note("warnings")
+          if removed is not None:
+            removed(_removed_record("invalid_utf8", line.decode("utf-8", "backslashreplace"),
+                                    where=where, error=str(e)))
+          continue
+        try:
+          doc = json.loads(s)
+          if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+        except ValueError as e:
+          stats.bytes_in += len(line)
+          stats.drop("malformed_json", len(line))
+          stats.warn(f"{where}: malformed JSON line ({str(e)[:80]}); dropped to removed/")
+          if removed is not None:
+            removed(_removed_record("malformed_json", s, where=where))
+          continue
+        text = doc.get("text")
+        if not isinstance(text, str):
+          stats.bytes_in += len(line)
+          stats.drop("missing_text", len(line))
+          if removed is not None:
+            removed(_removed_record("missing_text", doc, where=where))
+          continue
+        stats.bytes_in += len(text.encode("utf-8", "surrogatepass"))
+        if not isinstance(doc.get("id"), str) or not doc["id"]:
+          if "id" in doc and doc["id"] is not None:
+            doc["id"] = str(doc["id"])
+          else:
+            doc["id"] = where
+            stats.note("assigned_id")
+        if not isinstance(doc.get("source"), str):
+          doc["source"] = "unknown"
+        yield doc
+    except (EOFError, OSError, zlib.error) as e:
+      stats.docs_in += 1
+      stats.drop("read_error", 0)
+      stats.warn(f"{name}: read error after line {lineno} ({e}); rest of file skipped")
+
+
+def text_bytes(doc: dict) -> int:
+  return len(doc["text"].encode("utf-8", "surrogatepass"))
+
+
+def iter_docs(root: str | os.PathLike, stats: Stats | None = None, *,
+              max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[tuple[str, dict]]:
+  """(shard name, doc) for every valid document under `root`, in shard order."""
+  root = Path(root)
+  stats = stats if stats is not None else Stats()
+  for path in list_shards(root):
+    name = shard_name(path, root)
+    for doc in read_shard(path, stats, name=name, max_line_bytes=max_line_bytes):
+      yield name, doc
+
+
+# ----------------------------------------------------------------------------- writing
+
+def dumps(obj: Any) -> str:
+  return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class ShardWriter:
+  """Atomic JSONL writer: `<path>.tmp` renamed onto `path` on clean exit; byte-stable gzip."""
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = Path(path)
+    self.tmp = self.path.with_name(self.path.name + ".tmp")
+    self.count = 0
+    self.nbytes = 0
+
+  def __enter__(self) -> "ShardWriter":
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    self._raw = open(self.tmp, "wb")
+    if self.path.name.endswith(".gz"):
+      self._f = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6)
+    else:
+      self._f = self._raw
+    return self
+
+  def write(self, obj: dict) -> None:
+    data = (dumps(obj) + "\n").encode("utf-8", "surrogatepass")
+    self._f.write(data)
+    self.count += 1
+    self.nbytes += len(data)
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    if self._f is not self._raw:
+      self._f.close()
+    if exc_type is None:
+      self._raw.flush()
+      os.fsync(self._raw.fileno())
+    self._raw.close()
+    if exc_type is None:
+      os.replace(self.tmp, self.path)
+    else:
+      self.tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+  """Atomic JSON file write (tmp + rename)."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- phase runner
+
+def _marker(output: Path, name: str) -> Path:
+  return output / (name + MARKER_SUFFIX)
+
+
+def _maybe_test_kill(done_before: int) -> bool:
+  k = os.environ.get(_KILL_ENV)
+  return k is not None and done_before >= int(k)
+
+
+def process_shard(args) -> tuple[str, dict]:
+  """Worker: one input shard -> output shard + removed/ shard + marker. Returns its stats."""
+  path, name, output, fn, max_line_bytes, index = args
+  stats = Stats()
+  out_path = output / name
+  removed_path = output / REMOVED_DIR / name
+  kill = _maybe_test_kill(index)
+  if hasattr(fn, "start_shard"):
+    fn.start_shard(name)
+  with ShardWriter(out_path) as w, ShardWriter(removed_path) as rw:
+    for doc in read_shard(path, stats, name=name, max_line_bytes=max_line_bytes,
+                          removed=rw.write):
+      nbytes = text_bytes(doc)
+      try:
+        result = fn(doc)
+      except Exception as e:   # a bug on one document must not lose it silently
+        result = Drop("error", {"error": f"{type(e).__name__}: {e}"})
+        stats.warn(f"{name}: {doc.get('id')}: {type(e).__name__}: {e}")
+      if isinstance(result, Drop):
+        stats.drop(result.reason, nbytes)
+        rw.write({"reason": result.reason, **result.info, "doc": doc})
+      else:
+        stats.docs_out += 1
+        stats.bytes_out += text_bytes(result)
+        w.write(result)
+      if kill and w.count >= 1:
+        os.kill(os.getpid(), 9)
+  d = stats.to_dict()
+  write_json(_marker(output, name), d)
+  return name, d
+
+
+def run_phase(phase: str, input: str | os.PathLike, output: str | os.PathLike,
+              fn: Callable[[dict], dict | Drop], *, workers: int = 1,
+              max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, config: dict | None = None,
+              desc: str | None = None, extra_stats: dict | None = None) -> dict:
+  """Maps `fn` over all shards of `input` into `output` (1:1 names); writes stats.json."""
+  root, output = Path(input), Path(output)
+  paths = list_shards(root)
+  if not paths:
+    raise FileNotFoundError(f"no *.jsonl / *.jsonl.gz shards under {root}")
+  output.mkdir(parents=True, exist_ok=True)
+  names = [shard_name(p, root) for p in paths]
+  results: dict[str, dict] = {}
+  todo = []
+  for i, (p, n) in enumerate(zip(paths, names)):
+    m = _marker(output, n)
+    if m.exists():
+      results[n] = json.loads(m.read_text())
+    else:
+      todo.append((p, n, output, fn, max_line_bytes, i))
+  skipped = len(results)
+  from tqdm import tqdm
+  bar = tqdm(total=len(paths), initial=skipped, desc=desc or phase, unit="shard",
+             file=sys.stderr, disable=None)
+  if workers > 1 and len(todo) > 1:
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(min(workers, len(todo))) as pool:
+      for n, d in pool.imap_unordered(process_shard, todo):
+        results[n] = d
+        bar.update(1)
+  else:
+    for t in todo:
+      n, d = process_shard(t)
+      results[n] = d
+      bar.update(1)
+  bar.close()
+  total = Stats()
+  for n in names:
+    total.merge(Stats.from_dict(results[n]))
+  out = {"phase": phase, "input": str(root), "shards": len(names), "shards_skipped": skipped,
+         **total.to_dict(), "config": config or {}}
+  if extra_stats:
+    out.update(extra_stats)
+  write_json(output / "stats.json", out)
+  return out
+
+
+def add_common_args(p: argparse.ArgumentParser, *, input_required: bool = True) -> None:
+  p.add_argument("--input", required=input_required, help="folder (or file) of *.jsonl(.gz) shards")
+  p.add_argument("--output", required=True, help="output folder (shards, removed/, stats.json)")
+  p.add_argument("--workers", type=int, default=1, help="worker processes over shards")
+  p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
+                 help="lines longer than this are dropped as line_too_long")
+
+
+def summary(stats: dict) -> str:
+  d = stats["docs"]
+  return (f"{stats['phase']}: {d['in']} docs in, {d['out']} out, dropped {d['dropped']} "
+          f"({stats['bytes']['in'] / 1e6:.1f} MB in, {stats['bytes']['out'] / 1e6:.1f} MB out)")

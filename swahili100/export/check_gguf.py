@@ -1,0 +1,130 @@
+"""`make check-gguf`: load our GGUF in llama.cpp (llama-cpp-python) and compare with the HF model.
+
+    python -m swahili100.export.check_gguf [--checkpoint runs/x/checkpoints/N | --hf-dir DIR]
+
+Checks that llama.cpp tokenizes Swahili sentences exactly as the HF tokenizer does and that the
+F32 GGUF's logits match the HF model's (max abs diff <= 1e-2); reports Q8_0 and Q4_0 deviations.
+Without --checkpoint/--hf-dir it exports a random-init model with a small byte-level BPE trained
+on built-in Swahili text. Exit status 1 when a check fails. Not part of `make test` (it needs
+llama-cpp-python, built from source).
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+SENTENCES = [
+    "Habari za asubuhi? Mimi ni mwanafunzi wa chuo kikuu cha Dar es Salaam.",
+    "Serikali ya Tanzania imetangaza mpango mpya wa elimu bure kwa watoto wote.",
+    "Mvua kubwa iliyonyesha jana usiku imesababisha mafuriko katika mikoa mitatu.",
+    "Wakulima wa kahawa wanasema bei ya soko imepanda kwa asilimia 12 mwaka huu.",
+    "Ng'ombe wa mzee Juma walipotea porini lakini walirudi nyumbani asubuhi.",
+    "Rais alisema: \"Tutajenga barabara mpya 2025!\" — watu   walishangilia sana.\n\nAsante.",
+]
+F32_TOL = 1e-2
+
+
+def _random_hf_dir(out_dir: str) -> str:
+  """A random-init model + byte-level BPE on SENTENCES, exported to HF (for a self-check)."""
+  import jax  # noqa: PLC0415
+  import ml_collections  # noqa: PLC0415
+  import tokenizers  # noqa: PLC0415
+  from flax import nnx  # noqa: PLC0415
+  from tokenizers import decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
+  from swahili100 import model as model_lib, special_tokens  # noqa: PLC0415
+  from swahili100.export import hf  # noqa: PLC0415
+  tok = tokenizers.Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  tok.train_from_iterator(SENTENCES * 10, trainers.BpeTrainer(
+      vocab_size=512, special_tokens=list(special_tokens.ALL), show_progress=False,
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  tok_path = os.path.join(out_dir, "tok.json")
+  tok.save(tok_path)
+  c = ml_collections.ConfigDict({"model": dict(
+      vocab_size=512, d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
+      mlp_dim=128, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=False, init_std=0.02,
+      dtype="float32", attention="reference", remat="none"), "data": {"seq_len": 256}})
+  m = model_lib.Transformer(c.model, rngs=nnx.Rngs(0))
+  params = nnx.state(m, nnx.Param)
+  nnx.update(m, jax.tree.map(lambda x: x * 4.0 if x.ndim == 2 else x, params))
+  return hf.export_hf(c, m, tok_path, os.path.join(out_dir, "hf"))
+
+
+def _hf_dir(args, tmp: str) -> str:
+  if args.hf_dir:
+    return args.hf_dir
+  if args.checkpoint:
+    from swahili100 import checkpoint  # noqa: PLC0415
+    from swahili100.export import hf  # noqa: PLC0415
+    config, model = checkpoint.load_model(args.checkpoint)
+    return hf.export_hf(config, model, args.tokenizer or config.data.tokenizer,
+                        os.path.join(tmp, "hf"))
+  return _random_hf_dir(tmp)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="check_gguf", description=__doc__.split("\n")[0])
+  parser.add_argument("--checkpoint", default=None)
+  parser.add_argument("--hf-dir", default=None)
+  parser.add_argument("--tokenizer", default=None)
+  parser.add_argument("--json", default=None, help="also write the figures here")
+  args = parser.parse_args(argv)
+  try:
+    import llama_cpp  # noqa: PLC0415
+  except ImportError:
+    print("check_gguf: llama-cpp-python is not installed (make check-gguf installs it)",
+          file=sys.stderr)
+    return 2
+  import torch  # noqa: PLC0415
+  from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+  from swahili100.export import gguf_export  # noqa: PLC0415
+
+  tmp = tempfile.mkdtemp(prefix="check_gguf_")
+  hf_dir = _hf_dir(args, tmp)
+  hf_tok = AutoTokenizer.from_pretrained(hf_dir)
+  hf_model = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+  texts = SENTENCES + ["<|user|>Habari yako?<|end|><|assistant|>"]
+  report, ok = {"llama_cpp_python": llama_cpp.__version__}, True
+  for gtype in ("f32", "q8_0", "q4_0"):
+    path = gguf_export.export_gguf(hf_dir, os.path.join(tmp, f"m-{gtype}.gguf"), gtype)
+    llm = llama_cpp.Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False,
+                          n_threads=2, n_batch=256)
+    mismatches = []
+    for text in texts:
+      want = hf_tok.encode(text, add_special_tokens=False)
+      got = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+      if list(got) != list(want):
+        mismatches.append({"text": text, "hf": want, "llama.cpp": list(got)})
+    diffs = []
+    for text in SENTENCES:
+      ids = hf_tok.encode(text, add_special_tokens=False)
+      llm.reset()
+      llm.eval(ids)
+      got = np.asarray(llm.scores[:len(ids)], np.float32)
+      with torch.no_grad():
+        want = hf_model(torch.tensor([ids])).logits[0].numpy()
+      diffs.append(float(np.abs(got - want).max()))
+      argmax_agree = float((got.argmax(-1) == want.argmax(-1)).mean())
+    report[gtype] = {"file_bytes": os.path.getsize(path), "tokenizer_mismatches": mismatches,
+                     "max_abs_logit_diff": max(diffs), "argmax_agreement_last": argmax_agree,
+                     "max_abs_logit": float(np.abs(want).max())}
+    if mismatches:
+      ok = False
+    if gtype == "f32" and max(diffs) > F32_TOL:
+      ok = False
+    del llm
+  report["ok"] = ok
+  print(json.dumps(report, indent=2))
+  if args.json:
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+  return 0 if ok else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,80 @@
+"""`swahili100 export`: a checkpoint -> Hugging Face folder, ONNX or GGUF (and the Hub).
+
+    swahili100 export --checkpoint runs/debug/checkpoints/200 --format hf --output out/hf
+    swahili100 export --checkpoint runs/debug --format onnx --output out/onnx [--quantize int4]
+    swahili100 export --checkpoint runs/debug --format gguf --output out/gguf --gguf-type q8_0
+    ... --repo user/swahili100-debug     # then upload the output folder (token: HF_TOKEN)
+
+`hf` is also the PyTorch export (LlamaForCausalLM, safetensors). `onnx` and `gguf` write the HF
+folder first (under OUTPUT/hf) and convert from it, so all formats share one set of weights.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+FORMATS = ("hf", "torch", "onnx", "gguf")
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="swahili100 export", description=__doc__.split("\n")[0])
+  parser.add_argument("--checkpoint", required=True,
+                      help="<workdir>/checkpoints/<step>, a workdir, or a quantize folder")
+  parser.add_argument("--format", choices=FORMATS, required=True)
+  parser.add_argument("--output", required=True)
+  parser.add_argument("--tokenizer", default=None, help="override config.data.tokenizer")
+  parser.add_argument("--repo", default=None, help="upload OUTPUT to this Hub repo (user/name)")
+  parser.add_argument("--private", action="store_true")
+  parser.add_argument("--quantize", choices=("none", "int4"), default="none",
+                      help="onnx: int4 weight-only MatMulNBits")
+  parser.add_argument("--block-size", type=int, default=32, help="onnx int4 block size")
+  parser.add_argument("--gguf-type", choices=("f32", "f16", "q8_0", "q4_0"), default="f16")
+  args = parser.parse_args(argv)
+
+  from swahili100 import checkpoint  # noqa: PLC0415
+  from swahili100.export import hf  # noqa: PLC0415
+  workdir, step = checkpoint.split_path(args.checkpoint)
+  config, model = checkpoint.load_model(args.checkpoint)
+  tok_path = args.tokenizer or config.data.tokenizer
+  if not os.path.exists(tok_path):
+    print(f"export: tokenizer {tok_path!r} (config.data.tokenizer) not found; pass --tokenizer",
+          file=sys.stderr)
+    return 2
+  timings = {}
+  t0 = time.perf_counter()
+  hf_dir = args.output if args.format in ("hf", "torch") else os.path.join(args.output, "hf")
+  hf.export_hf(config, model, tok_path, hf_dir, workdir=workdir, step=step)
+  timings["hf_s"] = round(time.perf_counter() - t0, 2)
+  written = [hf_dir]
+  if args.format == "onnx":
+    from swahili100.export import onnx_export  # noqa: PLC0415
+    t0 = time.perf_counter()
+    path = onnx_export.export_onnx(hf_dir, os.path.join(args.output, "model.onnx"))
+    timings["onnx_s"] = round(time.perf_counter() - t0, 2)
+    written.append(path)
+    if args.quantize == "int4":
+      t0 = time.perf_counter()
+      written.append(onnx_export.quantize_int4(path, os.path.join(args.output, "model-int4.onnx"),
+                                               args.block_size))
+      timings["onnx_int4_s"] = round(time.perf_counter() - t0, 2)
+  elif args.format == "gguf":
+    from swahili100.export import gguf_export  # noqa: PLC0415
+    t0 = time.perf_counter()
+    written.append(gguf_export.export_gguf(
+        hf_dir, os.path.join(args.output, f"model-{args.gguf_type}.gguf"), args.gguf_type))
+    timings["gguf_s"] = round(time.perf_counter() - t0, 2)
+  if args.repo:
+    from swahili100.export import hub  # noqa: PLC0415
+    url = hub.upload(args.output, args.repo, private=args.private)
+    print(f"uploaded {args.output} to {args.repo}: {url}")
+  sizes = {p: (os.path.getsize(p) if os.path.isfile(p) else
+               sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(p) for f in fs))
+           for p in written}
+  print(json.dumps({"format": args.format, "written": sizes, "timings": timings}, indent=2))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

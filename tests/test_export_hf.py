@@ -1,0 +1,111 @@
+"""HF export: logits, greedy generation and tokenizer equal the project's, no custom code."""
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tokenizers
+from flax import nnx
+
+from swahili100 import generate, special_tokens
+from swahili100 import model as model_lib
+from swahili100.export import hf
+from tests.conftest import SHARED_DATA, SENTENCES, tiny_config
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def random_model(config, seed=0, scale=4.0):
+  """A random Transformer with weights `scale` x the init (distinct logits, no argmax ties)."""
+  m = model_lib.Transformer(config.model, rngs=nnx.Rngs(seed))
+  params = nnx.state(m, nnx.Param)
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+  new = [x * scale if x.ndim == 2 else x + 0.3 * jax.random.normal(k, x.shape)
+         for x, k in zip(leaves, keys)]
+  nnx.update(m, jax.tree.unflatten(treedef, new))
+  return m
+
+
+def export_config(tiny_records, **overrides):
+  records_dir, tok_path, vocab = tiny_records
+  base = {"model.d_model": 64, "model.head_dim": 16, "model.mlp_dim": 128, "model.num_heads": 4,
+          "model.num_kv_heads": 2}
+  base.update(overrides)
+  return tiny_config(records_dir, tok_path, vocab, **base)
+
+
+def swahili_prompts(n=4) -> list[str]:
+  """Real Swahili text: the first sw-news documents when ../shared/data is there, else inline."""
+  path = SHARED_DATA / "sw-news"
+  files = sorted(path.glob("part-*.jsonl.gz")) if path.exists() else []
+  if not files:
+    return SENTENCES[:n]
+  import gzip
+  with gzip.open(files[0], "rt", encoding="utf-8") as f:
+    return [json.loads(next(f))["text"][:300] for _ in range(n)]
+
+
+def torch_logits(hf_model, ids_BT):
+  with torch.no_grad():
+    return hf_model(torch.as_tensor(np.asarray(ids_BT), dtype=torch.long)).logits.numpy()
+
+
+@pytest.mark.parametrize("tie,kv_heads", [(True, 4), (False, 2), (True, 1), (False, 1)])
+def test_hf_logits_match_jax(tiny_records, tmp_path, tie, kv_heads):
+  config = export_config(tiny_records, **{"model.tie_embeddings": tie,
+                                          "model.num_kv_heads": kv_heads})
+  model = random_model(config)
+  out = hf.export_hf(config, model, config.data.tokenizer, str(tmp_path / "hf"))
+  hf_model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+  assert type(hf_model).__name__ == "LlamaForCausalLM"
+  assert hf_model.config.tie_word_embeddings is tie
+  assert hf_model.config.num_attention_heads // hf_model.config.num_key_value_heads == 4 // kv_heads
+  assert ("lm_head.weight" in json.dumps(list(
+      __import__("safetensors").safe_open(f"{out}/model.safetensors", "np").keys()))) is not tie
+  ids_BT = np.random.RandomState(0).randint(0, config.model.vocab_size, (2, 23))
+  tok = tokenizers.Tokenizer.from_file(config.data.tokenizer)
+  real = [tok.encode(t).ids[:40] for t in swahili_prompts(2)]
+  for ids in [ids_BT] + [np.asarray([r]) for r in real]:
+    want = np.asarray(model(jnp.asarray(ids)))
+    got = torch_logits(hf_model, ids)
+    assert np.abs(want).max() > 0.5  # logits far from zero, so the bound means something
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_greedy_generation_and_tokenizer_match(tiny_records, tmp_path):
+  config = export_config(tiny_records)
+  model = random_model(config, seed=3)
+  out = hf.export_hf(config, model, config.data.tokenizer, str(tmp_path / "hf"))
+  hf_model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+  hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+  tok = tokenizers.Tokenizer.from_file(config.data.tokenizer)
+
+  texts = swahili_prompts(4) + [
+      "Ng'ombe wa mzee Juma — «habari»? 2026!", f"{special_tokens.USER}Habari yako?"
+      f"{special_tokens.END_OF_TURN}{special_tokens.ASSISTANT}"]
+  for text in texts:
+    assert hf_tok.encode(text, add_special_tokens=False) == tok.encode(text).ids, text
+  assert hf_tok.bos_token_id == special_tokens.BOS_ID
+  assert hf_tok.eos_token_id == special_tokens.EOS_ID
+  assert hf_tok.pad_token_id == special_tokens.PAD_ID
+  chat = hf_tok.apply_chat_template([{"role": "user", "content": "Habari"}], tokenize=False,
+                                    add_generation_prompt=True)
+  assert chat == "<|user|>\nHabari<|end|>\n<|assistant|>\n"
+
+  prompt = tok.encode(swahili_prompts(1)[0]).ids[:12]
+  ours = generate.generate_ids(model, prompt, 32, temperature=0.0, eos_id=None)
+  with torch.no_grad():
+    theirs = hf_model.generate(torch.tensor([prompt]), max_new_tokens=32, min_new_tokens=32,
+                               do_sample=False, eos_token_id=None, pad_token_id=1)
+  assert theirs[0, len(prompt):].tolist() == ours
+  assert len(set(ours)) > 1  # not a degenerate repetition
+
+  card = Path(out, "README.md").read_text()
+  assert f"{sum(p.numel() for p in hf_model.parameters()):,}" in card
+  assert json.loads(Path(out, "generation_config.json").read_text())["eos_token_id"] == 0
+  assert "auto_map" not in json.loads(Path(out, "config.json").read_text())
