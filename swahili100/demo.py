@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"--- {name} done in {secs:.1f}s -> {path}", flush=True)
     timings.append((name, secs, path))
   path = report(args.output, timings)
-  print(f"\nDemo finished. Outputs:")
+  print("\nDemo finished. Outputs:")
   for name, secs, out_path in timings:
     print(f"  {name:<16} {secs:7.1f}s  {out_path}")
   print(f"  report           {path}")

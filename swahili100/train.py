@@ -13,7 +13,6 @@ notice) saves at the next step and exits 0. A NaN/Inf loss stops the run, exit 1
 import argparse
 import functools
 import json
-import math
 import os
 import signal
 import sys
@@ -176,6 +175,10 @@ def run(config, workdir: str, resume: str | None = None) -> int:
         mngr, start, abstract(abstract_params, p_shard),
         abstract(jax.eval_shape(tx.init, abstract_params), o_shard))
     batches.set_state(data_state)
+    for key, now in (("seed", t_cfg.seed), ("shuffle_seed", d_cfg.shuffle_seed)):
+      if meta.get(key, now) != now:
+        print(f"warning: checkpoint {start} was trained with {key}={meta[key]}, now {now}; "
+              "the resumed run will not reproduce the original", file=sys.stderr, flush=True)
     print(f"resumed from {workdir}/checkpoints/{start} (step {meta['step']})", flush=True)
   first_bad = jax.device_put(jnp.int32(-1), replicated)
 
@@ -200,7 +203,9 @@ def run(config, workdir: str, resume: str | None = None) -> int:
     bad = int(first_bad)
     if bad >= 0:
       return bad
-    checkpoint.save(mngr, step, params, opt_state, {"step": step}, batches.get_state(), force)
+    # No op in the step draws randomness (no dropout), so the RNG state is its seeds.
+    meta = {"step": step, "seed": t_cfg.seed, "shuffle_seed": d_cfg.shuffle_seed}
+    checkpoint.save(mngr, step, params, opt_state, meta, batches.get_state(), force)
     return -1
 
   def nan_exit(bad):

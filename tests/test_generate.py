@@ -1,7 +1,5 @@
 """KV-cache generation: greedy equals the full-forward rollout; sampling is seeded; CLI."""
 
-import sys
-import types
 
 import jax
 import jax.numpy as jnp
@@ -62,22 +60,4 @@ def test_stops_at_endoftext():
   assert generate.generate_ids(m, [5, 6], 20, temperature=0.0) == [special_tokens.EOS_ID]
 
 
-def test_cli_prints_prompt_and_continuation(tmp_path, monkeypatch, capsys, model):
-  tokenizers = pytest.importorskip("tokenizers")
-  tok = tokenizers.Tokenizer(tokenizers.models.BPE())
-  tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-  tok.decoder = tokenizers.decoders.ByteLevel()
-  trainer = tokenizers.trainers.BpeTrainer(vocab_size=60, special_tokens=list(special_tokens.ALL))
-  tok.train_from_iterator(["habari ya asubuhi", "karibu sana rafiki"] * 20, trainer)
-  assert tok.get_vocab_size() <= 97  # fits the small model
-  path = tmp_path / "tok.json"
-  tok.save(str(path))
-  config = types.SimpleNamespace(data=types.SimpleNamespace(tokenizer=str(path)))
-  fake = types.ModuleType("swahili100.checkpoint")
-  fake.load_model = lambda p: (config, model)
-  monkeypatch.setitem(sys.modules, "swahili100.checkpoint", fake)
-  monkeypatch.setattr("swahili100.checkpoint", fake, raising=False)
-  rc = generate.main(["--checkpoint", "unused", "--prompt", "habari ya", "--max-new-tokens", "5",
-                      "--temperature", "0"])
-  out = capsys.readouterr().out
-  assert rc == 0 and out.startswith("habari ya") and len(out.strip()) > len("habari ya")
+# The CLI on a real trained checkpoint: tests/test_train.py::test_load_model_and_generate_cli_*.

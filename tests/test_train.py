@@ -155,7 +155,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(run12, tmp_path, capsys):
                           "optim.lr": 1e30, "optim.warmup_steps": 1})
   assert train.run(config, nan_dir) == 1
   err = capsys.readouterr().err
-  assert "became NaN/Inf at step" in err and f"checkpoints/6" in err
+  assert "became NaN/Inf at step" in err and "checkpoints/6" in err
   assert _steps(nan_dir) == [6]
   _, model = checkpoint.load_model(nan_dir)
   assert np.isfinite(np.asarray(model.embed.embedding[...])).all()
