@@ -15,6 +15,7 @@ import os
 
 import jax
 import ml_collections
+from absl import logging as absl_logging
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -110,7 +111,12 @@ def load_model(path: str):
     from swahili100.export import quantize  # noqa: PLC0415 (optional extra, loaded on demand)
     return quantize.load_quantized(workdir)
   ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(read_only=True))
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)  # read-only managers warn about read-only
+  try:
+    mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(read_only=True))
+  finally:
+    absl_logging.set_verbosity(verbosity)
   step = mngr.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no complete checkpoint under {ckpt_dir}; train first")

@@ -43,9 +43,9 @@ def phases(out: str) -> list[tuple[str, list[str], str]]:
       ("evaluate", ["evaluate", "--checkpoint", ckpt, "--metric", "all",
                     "--output", d("eval.json")], d("eval.json")),
       ("align-sft", ["align", "--stage", "sft", "--checkpoint", ckpt, "--workdir",
-                     d("runs", "sft"), "--steps", "30", "--lr", "1e-3"], d("runs", "sft")),
+                     d("runs", "sft"), "--steps", "30", "--lr", "3e-4"], d("runs", "sft")),
       ("align-dpo", ["align", "--stage", "dpo", "--checkpoint", d("runs", "sft"), "--workdir",
-                     d("runs", "dpo"), "--steps", "30", "--lr", "5e-4"], d("runs", "dpo")),
+                     d("runs", "dpo"), "--steps", "30", "--lr", "1e-4"], d("runs", "dpo")),
       ("quantize", ["quantize", "--checkpoint", final, "--precision", "int4", "--group-size",
                     "64", "--output", d("quantized-int4")], d("quantized-int4")),
       ("export-hf", ["export", "--checkpoint", final, "--format", "hf", "--output",
@@ -86,6 +86,25 @@ def report(out: str, timings: list[tuple[str, float, str]]) -> str:
       lines += ["", "## training", "",
                 f"first logged loss {losses[0]['loss']:.3f} at step {losses[0]['step']}, "
                 f"last {losses[-1]['loss']:.3f} at step {losses[-1]['step']}"]
+  ev = _read_json(os.path.join(out, "eval.json"))
+  if ev:
+    lines += ["", "## evaluation (runs/debug, validation split)", "",
+              f"loss {ev['loss']:.4f}, bits/byte {ev['bpb']:.4f}"
+              + (f", XCOPA-sw accuracy {ev['xcopa_accuracy']:.3f} on {ev['xcopa_items']} items"
+                 if "xcopa_accuracy" in ev else "")]
+  q = _read_json(os.path.join(out, "quantized-int4", "quant_report.json"))
+  if q:
+    lines += ["", "## int4 quantization (runs/dpo, group 64)", "",
+              f"bits/byte {q['before']['bpb']:.4f} -> {q['after']['bpb']:.4f} "
+              f"({q['bpb_increase_pct']:+.2f} %), weights {q['float_weight_bytes']:,} -> "
+              f"{q['quant_weight_bytes']:,} bytes"]
+  exports = [(fmt, os.path.join(out, "export", fmt)) for fmt in ("hf", "onnx", "gguf")]
+  exports = [(fmt, p) for fmt, p in exports if os.path.isdir(p)]
+  if exports:
+    lines += ["", "## exports", ""]
+    for fmt, p in exports:
+      files = sorted(f for f in os.listdir(p) if os.path.isfile(os.path.join(p, f)))
+      lines.append(f"- {fmt}: `{p}` ({', '.join(files)})")
   path = os.path.join(out, "report.md")
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines) + "\n")
