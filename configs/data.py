@@ -11,6 +11,10 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.max_line_bytes = 8 << 20        # longer input lines are dropped as line_too_long
 
+  c.download = dl = ml_collections.ConfigDict()
+  dl.shard_docs = 50_000            # documents per output shard (<source>/<unit>-<part>.jsonl.gz)
+  dl.txt_mode = "paragraph"         # plain text: one document per blank-line paragraph/line/file
+
   c.clean = k = ml_collections.ConfigDict()
   k.min_chars = 50                  # shorter cleaned documents are dropped (too_short)
   k.fix_mojibake = True             # ftfy.fix_text on each document
@@ -28,7 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.filter = f = ml_collections.ConfigDict()
   f.lang = "sw"                     # target language (ISO 639-1)
-  f.lang_threshold = 0.5            # minimum confidence of the target language
+  f.lang_detector = "pycld2"        # data_pipeline/langid.py DETECTORS; chosen in data2-research.md
+  f.lang_threshold = 0.5            # min share of the text in the target language (code-switching)
   f.stop_words = ("ya", "na", "wa", "katika", "kwa", "ni", "la", "za", "mwaka")
   f.min_stop_words = 2              # FineWeb-2 swh_Latn
   f.min_words = 50                  # Gopher: min words per document
@@ -38,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   f.max_symbol_word_ratio = 0.1     # Gopher: '#' and '...' per word
   f.max_bullet_lines = 0.9          # Gopher: lines starting with a bullet
   f.max_ellipsis_lines = 0.3        # Gopher: lines ending with an ellipsis
-  f.max_non_alpha_words = 0.802     # FineWeb-2 swh_Latn: words without a letter
+  f.min_alpha_words = 0.802         # FineWeb-2 swh_Latn: share of words with a letter (Gopher 0.8)
   f.dup_line_frac = 0.302           # FineWeb-2 swh_Latn: duplicate lines / lines
   f.dup_line_char_frac = 0.2        # Gopher: chars in duplicate lines / chars
   f.top_ngram_frac = {"2": 0.396, "3": 0.282, "4": 0.231}
@@ -46,4 +51,17 @@ def get_config() -> ml_collections.ConfigDict:
   f.min_punct_line_frac = 0.143     # FineWeb-2 swh_Latn: lines ending in punctuation
   f.max_short_line_frac = 0.67      # FineWeb: lines under 30 chars
   f.max_newline_ratio = 0.167       # FineWeb-2 swh_Latn: newlines / words
+  f.short_line_chars = 30           # FineWeb: what counts as a short line
+
+  c.tokenizer = t = ml_collections.ConfigDict()
+  t.vocab_size = 16384              # byte-level BPE vocabulary, special tokens included
+  t.min_frequency = 2               # BPE merges need a pair seen this often
+  t.pretokenizer = "gpt2"           # gpt2 (GGUF export maps only this) | swahili (ng'ombe whole)
+  t.heldout_fraction = 0.05         # documents (by id hash) held out for the report
+  t.max_heldout_docs = 2000         # cap on held-out documents evaluated in the report
+
+  c.tokenize = z = ml_collections.ConfigDict()
+  z.validation_fraction = 0.01      # documents (by id hash) in the validation split
+  z.num_shards = 8                  # ArrayRecord shards of the train split
+  z.batch_docs = 512                # documents per encode_batch call
   return c

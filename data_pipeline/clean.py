@@ -22,51 +22,71 @@ from configs import data as data_config
 from data_pipeline import shards
 
 _SCRIPT = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>", re.I | re.S)
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]{0,500})?/?>|<!--.*?-->", re.S)
+_TAG = re.compile(r"</?(?!(?:EMAIL|PHONE)>)[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]{0,500})?/?>|<!--.*?-->",
+                  re.S)   # our own <EMAIL>/<PHONE> masks survive a second clean
 # control chars except \t \n, plus format chars (zero-width space/joiners, BOM, soft hyphen, bidi)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e"
                       r"\u2060-\u2064\ufeff]")
 _APOSTROPHE = re.compile(r"(?<=[^\W\d_])[\u2019\u02bc\u2018`\u00b4\u02b9\u2032](?=[^\W\d_])")
+_APOSTROPHE_CHARS = re.compile(r"[\u2019\u02bc\u2018`\u00b4\u02b9\u2032]")   # cheap pre-check
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
 _PHONE = re.compile(
-    r"(?<![\w+])(?:"
+    r"(?<![\w+])(?=[+0])(?:"   # the lookahead rejects most positions at once
     r"(?:\+|00)\s?25[45][\s.-]?\(?0?\)?[\s.-]?\d{2,3}[\s.-]?\d{3}[\s.-]?\d{3,4}"   # +255 / +254
     r"|\+\d{1,3}[\s.-]?\d{2,4}[\s.-]?\d{3,4}[\s.-]?\d{3,4}"                         # other intl
     r"|0[67]\d{2}[\s.-]?\d{3}[\s.-]?\d{3}"                                          # local 07xx
     r")(?!\w)")
+# Boilerplate lines. A line is dropped only when it is *nothing but* navigation/share chrome, a
+# "Soma pia: <headline>" link line, a copyright line, or a cookie notice, so that prose starting
+# with the same words ("Soma zaidi kuhusu historia ya ...", "Ingia ndani ...") is kept.
+_NAV = (r"soma (?:zaidi|pia|habari (?:zaidi|nyingine))|habari (?:zaidi|zinazohusiana)|"
+        r"makala (?:zinazohusiana|nyingine)|endelea kusoma|(?:bofya|bonyeza) hapa(?: kusoma zaidi)?|"
+        r"read more|related(?: articles| posts| news)?|iliyotangulia|inayofuata|previous|next|"
+        r"toa maoni|acha maoni|maoni\s*\(\d+\)|tangaza nasi|wasiliana nasi|kuhusu sisi|"
+        r"jiunge nasi|tufuate(?: kwenye| katika)?|tufuatilie(?: kwenye| katika)?|jisajili|subscribe|"
+        r"log ?in|ingia|sign (?:up|in)|share(?: this| on)?|shiriki(?: habari hii| makala hii| hii)?|"
+        r"tweet|print|chapisha")
+_SOCIAL = (r"facebook|twitter|x|whatsapp|instagram|youtube|telegram|pinterest|linkedin|tiktok|"
+           r"e-?mail|barua pepe")
 _BOILERPLATE = re.compile(
-    r"^\W*(?:soma (?:zaidi|pia|habari)|shiriki(?: habari hii| makala hii)?|jiunge nasi|"
-    r"tufuate|tufuatilie|bofya hapa|bonyeza hapa|endelea kusoma|habari zaidi|"
-    r"haki zote zimehifadhiwa|all rights reserved|copyright|read more|share(?: this)?|"
-    r"tweet|facebook|twitter|whatsapp|instagram|youtube|telegram|pinterest|linkedin|"
-    r"subscribe|jisajili|ingia|login|sign up|maoni\s*\(\d+\)|toa maoni|acha maoni|"
-    r"tangaza nasi|wasiliana nasi|kuhusu sisi|privacy policy|sera ya faragha|"
-    r"we use cookies|tunatumia (?:vidakuzi|cookies)|.*\bcookies?\b.*|"
-    r"previous|next|iliyotangulia|inayofuata)\b.*$", re.I)
-_MAX_BOILERPLATE_LINE = 100
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+    rf"^\W*(?:(?:{_NAV})\W*(?:(?:{_SOCIAL})\b\W*)*|(?:(?:{_SOCIAL})\b\W*)+)$"        # chrome only
+    rf"|^\W*(?:soma (?:zaidi|pia)|habari zinazohusiana|related|read more|tazama pia)"
+    r"\s*[:»>|–-]+\s*\S.{0,120}$"                                                   # link lines
+    r"|^\W*jiunge na (?:jarida|kundi|chaneli|channel)\b.{0,80}$"                     # newsletter
+    r"|^(?=.{0,120}$).*(?:©|\(c\) ?\d{4}|haki zote zimehifadhiwa|hakimiliki|all rights reserved)"
+    r"|^(?=.{0,300}$)(?=.*\b(?:cookies?|vidakuzi)\b)"
+    r".*\b(?:tovuti|website|site|kubali|accept|sera|policy|faragha|privacy|kuendelea|continu\w*)\b",
+    re.I)
+_MAX_BOILERPLATE_LINE = 300
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]{2,}|"
+                     r"[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]")   # single spaces stay
 _BLANKS = re.compile(r"\n{3,}")
 
 
 def clean_text(text: str, cfg) -> str:
-  if cfg.fix_mojibake:
+  if cfg.fix_mojibake and not text.isascii():   # mojibake needs non-ASCII; ASCII skips ftfy
     import ftfy
-    text = ftfy.fix_text(text, normalization="NFC", unescape_html=False)
+    text = ftfy.fix_text(text, normalization="NFC", unescape_html=False, uncurl_quotes=False)
   if cfg.strip_html and "<" in text:
     text = _TAG.sub(" ", _SCRIPT.sub(" ", text))
   if cfg.strip_html and "&" in text:
     text = html.unescape(text)
   text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
   text = _CONTROL.sub("", text)
-  if cfg.unify_apostrophes:
+  if cfg.unify_apostrophes and _APOSTROPHE_CHARS.search(text):
     text = _APOSTROPHE.sub("'", text)
   lines = []
   for line in text.split("\n"):
-    line = _SPACES.sub(" ", line).strip()
+    if "  " in line or "\t" in line or not line.isascii():   # else nothing for _SPACES to do
+      line = _SPACES.sub(" ", line)
+    line = line.strip()
     if cfg.drop_boilerplate and len(line) <= _MAX_BOILERPLATE_LINE and _BOILERPLATE.match(line):
       continue
     lines.append(line)
-  text = _BLANKS.sub("\n\n", "\n".join(lines)).strip()
+  text = "\n".join(lines)
+  if "\n\n\n" in text:
+    text = _BLANKS.sub("\n\n", text)
+  text = text.strip()
   if cfg.mask_pii:
     if "@" in text:
       text = _EMAIL.sub("<EMAIL>", text)

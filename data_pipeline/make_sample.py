@@ -15,6 +15,8 @@ import gzip
 import io
 import json
 import random
+
+import ftfy.bad_codecs  # noqa: F401  registers sloppy-windows-1252
 from pathlib import Path
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
@@ -465,8 +467,10 @@ def planted_docs(clean: list[dict], r: random.Random) -> tuple[list[dict], list[
     out.append(_planted("exact_duplicate", i, d["text"], duplicate_of=d["id"]))
   for i, d in enumerate(r.sample(pool, PLANTED["near_duplicate"])):
     words = d["text"].split(" ")
-    for j in r.sample(range(len(words)), 3):   # three words changed in ~100: Jaccard stays > 0.8
-      words[j] = r.choice(["pia", "sana", "kabisa", "tena"])
+    edits = [(j, r.choice(["pia", "sana", "kabisa", "tena"])) for j in r.sample(range(len(words)), 3)]
+    j, w = edits[0]   # one of the last 3 words changed: 5-gram Jaccard >= 0.93 (same RNG draws)
+    j = len(words) - 1 - j % 3
+    words[j] = w if words[j] != w else ("pia" if w != "pia" else "sana")
     out.append(_planted("near_duplicate", i, " ".join(words), duplicate_of=d["id"]))
   for lang, texts in FOREIGN.items():
     for i, t in enumerate(texts):
@@ -478,7 +482,7 @@ def planted_docs(clean: list[dict], r: random.Random) -> tuple[list[dict], list[
                         boilerplate_lines=[lines[0], lines[1], "Soma zaidi"]))
   for i in range(PLANTED["mojibake"]):
     d = generated_doc("habari", r) + " Mzee alisema: “Tumechoka kusubiri—tunataka maji sasa.” Café ya mjini ilifungwa."
-    bad = d.encode("utf-8").decode("cp1252", errors="replace")
+    bad = d.encode("utf-8").decode("sloppy-windows-1252")   # UTF-8 read as Windows-1252
     out.append(_planted("mojibake", i, bad))
   for i in range(PLANTED["html"]):
     sents = generated_doc("elimu", r).split(". ")

@@ -6,6 +6,7 @@ so a TPU VM that only trains needs only the core install.
 
 import importlib
 import sys
+import warnings
 
 # subcommand -> (module, one-line help). Each module has `main(argv: list[str]) -> int | None`.
 COMMANDS = {
@@ -39,8 +40,19 @@ def main(argv: list[str] | None = None) -> int:
   if name not in COMMANDS:
     print(f"swahili100: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
     return 2
+  warnings.formatwarning = _one_line_warning
   module = importlib.import_module(COMMANDS[name][0])
   return module.main(rest) or 0
+
+
+_default_format = warnings.formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+  """Data-phase warnings already name the file and line of the input; print just that."""
+  if category is UserWarning and "data_pipeline" in filename:
+    return f"warning: {message}\n"
+  return _default_format(message, category, filename, lineno, line)
 
 
 if __name__ == "__main__":

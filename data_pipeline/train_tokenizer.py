@@ -1,0 +1,198 @@
+"""Phase 5: train the byte-level BPE tokenizer, streaming from the filtered shards.
+
+  swahili100 train-tokenizer --input data/filtered --output tokenizer [--vocab-size 16384]
+
+Hugging Face `tokenizers` byte-level BPE: NFC normalizer; the GPT-2 byte-level pre-tokenizer
+(`--pretokenizer swahili` keeps apostrophe words like ng'ombe whole and groups digits by three; it
+is measured in docs/notes/data2-research.md but GGUF export maps only gpt2); the named special tokens of `swahili100/special_tokens.py` first, so
+`<|endoftext|>` is id 0. Documents whose id hash falls under `--heldout-fraction` (the same hash
+`tokenize` uses for its validation split) are held out of training and measured.
+
+Writes `<output>/swahili_bpe.json` and `<output>/report.json` (bytes per token and tokens per word
+on held-out documents, round-trip exactness decode(encode(x)) == x with every failure listed,
+training time and MB/s), and `stats.json` (docs in == train + heldout + dropped). A rerun with
+the same input and settings finds the report and skips (`--force` retrains).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import unicodedata
+from pathlib import Path
+
+from configs import data as data_config
+from data_pipeline import shards
+from swahili100 import special_tokens
+
+TOKENIZER_FILE = "swahili_bpe.json"
+REPORT_FILE = "report.json"
+# Letters with inner apostrophes stay one piece (ng'ombe, wa'Kenya); digits in groups of <= 3.
+SWAHILI_SPLIT = (r" ?\p{L}+(?:'\p{L}+)*| ?\p{N}{1,3}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+")
+
+
+def id_unit(doc_id: str) -> float:
+  """A document id's deterministic position in [0, 1) (BLAKE2b), for held-out/validation splits."""
+  h = hashlib.blake2b(doc_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+  return int.from_bytes(h, "little") / 2.0**64
+
+
+def build(vocab_size: int, min_frequency: int, pretokenizer: str = "gpt2"):
+  """(untrained tokenizer, trainer) of the project's byte-level BPE."""
+  from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+  tok = Tokenizer(models.BPE())
+  tok.normalizer = normalizers.NFC()
+  if pretokenizer == "gpt2":
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  elif pretokenizer == "swahili":
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(SWAHILI_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+  else:
+    raise ValueError(f"--pretokenizer {pretokenizer!r}: expected swahili | gpt2")
+  tok.decoder = decoders.ByteLevel()
+  trainer = trainers.BpeTrainer(
+      vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+      special_tokens=list(special_tokens.ALL),
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+  return tok, trainer
+
+
+def measure(tok, docs: list[dict]) -> dict:
+  """Bytes per token, tokens per word and round-trip exactness over `docs`."""
+  tok.encode_special_tokens = True   # text that spells a special token is ordinary text
+  texts = [d["text"] for d in docs]
+  encs = tok.encode_batch_fast(texts) if texts else []
+  ntok = sum(len(e.ids) for e in encs)
+  nbytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+  nwords = sum(len(t.split()) for t in texts)
+  decoded = tok.decode_batch([e.ids for e in encs], skip_special_tokens=False) if encs else []
+  failures = []
+  for d, text, out in zip(docs, texts, decoded):
+    if out != text:
+      why = ("input not NFC" if out == unicodedata.normalize("NFC", text) else "decode differs")
+      at = next((i for i, (a, b) in enumerate(zip(text, out)) if a != b), min(len(text), len(out)))
+      failures.append({"id": d["id"], "why": why, "at": at, "text": text[max(0, at - 20):at + 20]})
+  return {"docs": len(texts), "bytes": nbytes, "tokens": ntok, "words": nwords,
+          "bytes_per_token": nbytes / max(ntok, 1), "tokens_per_word": ntok / max(nwords, 1),
+          "round_trip_exact": len(texts) - len(failures), "round_trip_failures": failures[:100],
+          "round_trip_failure_count": len(failures)}
+
+
+def _fingerprint(input: Path, settings: dict) -> str:
+  h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+  for p in shards.list_shards(input):
+    st = p.stat()
+    h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+  return h.hexdigest()
+
+
+def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldout_fraction: float,
+          max_heldout_docs: int, pretokenizer: str = "gpt2", max_line_bytes: int =
+          shards.DEFAULT_MAX_LINE_BYTES, force: bool = False) -> dict:
+  """Trains, saves and measures; returns the report."""
+  input_path, out = Path(input), Path(output)
+  settings = {"vocab_size": vocab_size, "min_frequency": min_frequency, "pretokenizer": pretokenizer,
+              "heldout_fraction": heldout_fraction, "max_heldout_docs": max_heldout_docs}
+  fingerprint = _fingerprint(input_path, settings)
+  report_path = out / REPORT_FILE
+  if not force and report_path.exists() and (out / TOKENIZER_FILE).exists():
+    old = json.loads(report_path.read_text())
+    if old.get("fingerprint") == fingerprint:
+      print(f"train-tokenizer: {out / TOKENIZER_FILE} is up to date (same input and settings); "
+            "skipped. Pass --force to retrain.", file=sys.stderr)
+      return old
+  tok, trainer = build(vocab_size, min_frequency, pretokenizer)
+  stats = shards.Stats()
+  heldout: list[dict] = []
+  counts = {"train_docs": 0, "train_bytes": 0, "heldout_docs": 0, "empty": 0}
+
+  def texts():
+    from tqdm import tqdm
+    bar = tqdm(desc="train-tokenizer", unit="doc", file=sys.stderr, disable=None)
+    for _, doc in shards.iter_docs(input_path, stats, max_line_bytes=max_line_bytes):
+      bar.update(1)
+      text = doc["text"]
+      nbytes = len(text.encode("utf-8", "surrogatepass"))
+      if not text.strip():
+        counts["empty"] += 1
+        stats.drop("empty", nbytes)
+        continue
+      stats.bytes_out += nbytes
+      stats.docs_out += 1
+      if id_unit(doc["id"]) < heldout_fraction:
+        counts["heldout_docs"] += 1
+        if len(heldout) < max_heldout_docs:
+          heldout.append({"id": doc["id"], "text": text})
+        continue
+      counts["train_docs"] += 1
+      counts["train_bytes"] += nbytes
+      yield text
+    bar.close()
+
+  start = time.perf_counter()
+  tok.train_from_iterator(texts(), trainer)
+  secs = time.perf_counter() - start
+  if counts["train_docs"] == 0:
+    raise ValueError(f"no training documents under {input_path}: every document was empty or "
+                     f"held out (--heldout-fraction {heldout_fraction})")
+  got = [tok.id_to_token(i) for i in range(len(special_tokens.ALL))]
+  if got != list(special_tokens.ALL):   # the contract alignment/export rely on
+    raise RuntimeError(f"special tokens came out as {got}, expected {list(special_tokens.ALL)}")
+  out.mkdir(parents=True, exist_ok=True)
+  tmp = out / (TOKENIZER_FILE + ".tmp")
+  tok.save(str(tmp))
+  os.replace(tmp, out / TOKENIZER_FILE)
+  from swahili100 import records
+  report = {
+      "tokenizer": str(out / TOKENIZER_FILE), "sha256": records.sha256_file(str(out / TOKENIZER_FILE)),
+      "vocab_size": tok.get_vocab_size(), "special_tokens": dict(special_tokens.IDS),
+      **settings, **counts, "train_seconds": round(secs, 3),
+      "train_mb_per_s": round(counts["train_bytes"] / 1e6 / max(secs, 1e-9), 3),
+      "heldout": measure(tok, heldout), "fingerprint": fingerprint}
+  st = {"phase": "train-tokenizer", "input": str(input_path), **stats.to_dict(), **counts,
+        "config": settings}
+  shards.write_json(out / "stats.json", st)
+  shards.write_json(report_path, report)   # last: its presence means the phase completed
+  return report
+
+
+def main(argv: list[str] | None = None) -> int:
+  cfg = data_config.get_config()
+  t = cfg.tokenizer
+  p = argparse.ArgumentParser(prog="swahili100 train-tokenizer", description=__doc__.split("\n")[0],
+                              epilog="Also --config.tokenizer.<key>=<value> (configs/data.py).")
+  p.add_argument("--input", required=True, help="filtered shards (folder or file)")
+  p.add_argument("--output", required=True, help=f"folder for {TOKENIZER_FILE} and {REPORT_FILE}")
+  p.add_argument("--vocab-size", type=int, default=None, help=f"default {t.vocab_size}")
+  p.add_argument("--min-frequency", type=int, default=None, help=f"default {t.min_frequency}")
+  p.add_argument("--heldout-fraction", type=float, default=None, help=f"default {t.heldout_fraction}")
+  p.add_argument("--pretokenizer", choices=("swahili", "gpt2"), default=None)
+  p.add_argument("--workers", type=int, default=0, help="training threads (0: all cores)")
+  p.add_argument("--max-line-bytes", type=int, default=shards.DEFAULT_MAX_LINE_BYTES)
+  p.add_argument("--force", action="store_true", help="retrain even if the report is up to date")
+  args, extra = p.parse_known_args(argv)
+  from data_pipeline.filter import config_overrides
+  config_overrides(cfg, extra, p)
+  for key in ("vocab_size", "min_frequency", "heldout_fraction", "pretokenizer"):
+    if getattr(args, key) is not None:
+      t[key] = getattr(args, key)
+  if args.workers > 0:
+    os.environ["RAYON_NUM_THREADS"] = str(args.workers)
+  r = train(args.input, args.output, vocab_size=t.vocab_size, min_frequency=t.min_frequency,
+            heldout_fraction=t.heldout_fraction, max_heldout_docs=t.max_heldout_docs,
+            pretokenizer=t.pretokenizer, max_line_bytes=args.max_line_bytes, force=args.force)
+  h = r["heldout"]
+  print(f"train-tokenizer: vocab {r['vocab_size']} from {r['train_docs']} docs in "
+        f"{r['train_seconds']:.1f}s ({r['train_mb_per_s']:.2f} MB/s); held out {h['docs']} docs: "
+        f"{h['bytes_per_token']:.2f} bytes/token, {h['tokens_per_word']:.2f} tokens/word, "
+        f"round trip {h['round_trip_exact']}/{h['docs']} exact -> {r['tokenizer']}", file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
