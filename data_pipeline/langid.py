@@ -6,7 +6,7 @@
 (top language, confidence that the text is the target language). The filter uses `pycld2`
 (CLD2; its confidence is the fraction of the text's bytes it attributes to Swahili, which suits
 code-switched text): best precision, 9x faster than py3langid and 57x than lingua; see
-docs/notes/data2-research.md (2026-11-24) for the table.
+docs/RESEARCH.md (2026-11-24) for the table.
 A document is judged on its first `max_chars` characters (10,000). Detectors are built lazily and
 not pickled, so a filter function holding one can go to workers.
 """

@@ -4,7 +4,7 @@
 
 Hugging Face `tokenizers` byte-level BPE: NFC normalizer; the GPT-2 byte-level pre-tokenizer
 (`--pretokenizer swahili` keeps apostrophe words like ng'ombe whole and groups digits by three; it
-is measured in docs/notes/data2-research.md but GGUF export maps only gpt2); the named special tokens of `swahili100/special_tokens.py` first, so
+is measured in docs/RESEARCH.md but GGUF export maps only gpt2); the named special tokens of `swahili100/special_tokens.py` first, so
 `<|endoftext|>` is id 0. Documents whose id hash falls under `--heldout-fraction` (the same hash
 `tokenize` uses for its validation split) are held out of training and measured.
 

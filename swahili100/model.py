@@ -125,7 +125,7 @@ def apply_rope(x_BTNH, cos_BT1H, sin_BT1H):
 
 # XLA:CPU lays a weight-gradient dot `x^T @ dy` out by copying (transposing) an activation,
 # often the wider one with the SwiGLU backward fused into the copy. These custom VJPs transpose
-# the narrower operand explicitly (see docs/notes/model-research.md); the math is unchanged.
+# the narrower operand explicitly (see docs/RESEARCH.md, Model); the math is unchanged.
 # Set False to get JAX's default gradients (ablation).
 CUSTOM_MATMUL_GRADS = True
 
