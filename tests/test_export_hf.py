@@ -96,6 +96,15 @@ def test_greedy_generation_and_tokenizer_match(tiny_records, tmp_path):
   chat = hf_tok.apply_chat_template([{"role": "user", "content": "Habari"}], tokenize=False,
                                     add_generation_prompt=True)
   assert chat == "<|user|>\nHabari<|end|>\n<|assistant|>\n"
+  from swahili100.align import chat as chat_lib
+  convo = [{"role": "system", "content": "Jibu kwa Kiswahili."},
+           {"role": "user", "content": "Habari za asubuhi?"},
+           {"role": "assistant", "content": "Nzuri sana, asante."},
+           {"role": "user", "content": "Mji mkuu wa Tanzania ni upi?"}]
+  for gen in (False, True):
+    text = hf_tok.apply_chat_template(convo, tokenize=False, add_generation_prompt=gen)
+    assert text == chat_lib.render(convo, add_generation_prompt=gen)
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == tok.encode(text).ids
 
   prompt = tok.encode(swahili_prompts(1)[0]).ids[:12]
   ours = generate.generate_ids(model, prompt, 32, temperature=0.0, eos_id=None)
@@ -109,3 +118,45 @@ def test_greedy_generation_and_tokenizer_match(tiny_records, tmp_path):
   assert f"{sum(p.numel() for p in hf_model.parameters()):,}" in card
   assert json.loads(Path(out, "generation_config.json").read_text())["eos_token_id"] == 0
   assert "auto_map" not in json.loads(Path(out, "config.json").read_text())
+
+
+def test_export_cli_from_workdir_writes_card_from_the_run(tiny_records, tmp_path, capsys):
+  """`swahili100 export --checkpoint <workdir>` (= latest step) for hf and gguf; the model card
+  reads tokens seen and evaluation figures from the run's logs and eval.json."""
+  from swahili100.export import main as export_main
+  from tests.test_quantize import _write_run
+  config = export_config(tiny_records, **{"model.tie_embeddings": False})
+  model = random_model(config, seed=5)
+  workdir = tmp_path / "run"
+  _write_run(config, model, str(workdir))
+  (workdir / "logs").mkdir()
+  (workdir / "logs" / "training.jsonl").write_text("\n".join(json.dumps(r) for r in [
+      {"step": 5, "loss": 5.5, "tokens_seen": 10240},
+      {"step": 7, "loss": 4.25, "tokens_seen": 14336},
+      {"step": 7, "eval_loss": 4.5, "eval_bpb": 1.875, "eval_tokens": 999}]) + "\n")
+  (workdir / "eval.json").write_text(json.dumps({"checkpoint": "x", "xcopa_accuracy": 0.625}))
+
+  out = tmp_path / "hf"
+  assert export_main.main(["--checkpoint", str(workdir), "--format", "hf", "--output",
+                           str(out)]) == 0
+  printed = json.loads(capsys.readouterr().out)
+  assert printed["written"][str(out)] > 0
+  cfg = json.loads((out / "config.json").read_text())
+  assert cfg["rope_parameters"] == {"rope_type": "default", "rope_theta": 10000.0}
+  assert "rope_theta" not in cfg and cfg["architectures"] == ["LlamaForCausalLM"]
+  card = (out / "README.md").read_text()
+  assert "Checkpoint step: 7" in card and "training tokens: 14,336" in card
+  assert "| eval_bpb | 1.875 |" in card and "| evaluate_xcopa_accuracy | 0.625 |" in card
+  assert "300 documents" in card  # the records manifest's train split
+  for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json",
+               "model.safetensors"):
+    assert (out / name).exists(), name
+  hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(out)).eval()
+  ids = np.asarray([[2, 40, 41, 42, 43]])
+  np.testing.assert_allclose(torch_logits(hf_model, ids), np.asarray(model(jnp.asarray(ids))),
+                             atol=1e-4, rtol=0)
+
+  gg = tmp_path / "gguf"
+  assert export_main.main(["--checkpoint", f"{workdir}/checkpoints/7", "--format", "gguf",
+                           "--output", str(gg), "--gguf-type", "q8_0"]) == 0
+  assert (gg / "model-q8_0.gguf").stat().st_size > 0 and (gg / "hf" / "config.json").exists()

@@ -82,3 +82,56 @@ def test_quantize_cli_report_load_and_generate(tiny_records, tmp_path, capsys):
   assert after["bpb"] == pytest.approx(report["after"]["bpb"], rel=1e-5)
   ids = generate.generate_ids(qmodel, [2, 30, 31], 8, eos_id=None)
   assert len(ids) == 8 and all(0 <= i < config.model.vocab_size for i in ids)
+  # the CLIs run the quantized folder directly (checkpoint.load_model dispatch)
+  from swahili100 import evaluate
+  capsys.readouterr()
+  assert evaluate.main(["--checkpoint", out, "--metric", "loss", "--max-batches", "2",
+                        "--output", str(tmp_path / "eval.json")]) == 0
+  ev = json.load(open(tmp_path / "eval.json"))
+  capsys.readouterr()
+  assert ev["bpb"] == pytest.approx(report["after"]["bpb"], rel=1e-4)
+  assert generate.main(["--checkpoint", out, "--prompt", "Habari za asubuhi", "--temperature",
+                        "0", "--max-new-tokens", "6"]) == 0
+  text = capsys.readouterr().out
+  assert text.startswith("Habari za asubuhi") and len(text.strip()) > len("Habari za asubuhi")
+  # exporting the int4 folder writes its dequantized weights: HF == the int4 JAX model
+  transformers = pytest.importorskip("transformers")
+  from swahili100.export import main as export_main
+  from tests.test_export_hf import torch_logits
+  assert export_main.main(["--checkpoint", out, "--format", "hf", "--output",
+                           str(tmp_path / "hf")]) == 0
+  card = (tmp_path / "hf" / "README.md").read_text()
+  assert "dequantized int4 (group size 64, method mse)" in card and "Checkpoint step: 7" in card
+  hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
+  ids_BT = np.random.RandomState(5).randint(0, config.model.vocab_size, (2, 19))
+  want = np.asarray(qmodel(jnp.asarray(ids_BT)))
+  np.testing.assert_allclose(torch_logits(hf_model, ids_BT), want, atol=1e-4, rtol=0)
+
+
+def test_gptq_lowers_output_error_on_correlated_inputs():
+  """GPTQ minimises ||X (W_q - W)||, not ||W_q - W||: with correlated inputs it beats RTN."""
+  rng = np.random.RandomState(4)
+  X = rng.randn(512, 16) @ rng.randn(16, 128) + 0.1 * rng.randn(512, 128)  # low-rank + noise
+  w = rng.randn(128, 32).astype(np.float32)
+  H = X.T @ X / len(X)
+  out_err = {}
+  for method in ("rtn", "gptq"):
+    if method == "gptq":
+      q, scale, zero = quantize.quantize_kernel_gptq(w, H, 4, 64, grid="rtn")
+    else:
+      q, scale, zero = quantize.quantize_kernel(w, 4, 64, "rtn")
+    deq = np.asarray(quantize.QuantLinear(quantize.pack_int4(q), scale, zero, 4, 64)
+                     .dequantized_kernel())
+    out_err[method] = np.linalg.norm(X @ (deq - w))
+  assert out_err["gptq"] < 0.8 * out_err["rtn"]
+
+
+def test_gptq_model_calibrates_on_training_batches(tiny_records):
+  config = export_config(tiny_records)
+  model = random_model(config, scale=2.0)
+  ids = jnp.asarray(np.random.RandomState(0).randint(0, config.model.vocab_size, (2, 16)))
+  want = np.asarray(model(ids))
+  quantize.quantize_model(model, 8, 64, "gptq", calib_batches=quantize.train_batches(config, 2))
+  assert isinstance(model.layers[0].attn.q_proj, quantize.QuantLinear)
+  got = np.asarray(model(ids))
+  assert 0 < np.abs(got - want).max() < 0.05 * np.abs(want).max()

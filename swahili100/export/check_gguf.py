@@ -1,6 +1,7 @@
 """`make check-gguf`: load our GGUF in llama.cpp (llama-cpp-python) and compare with the HF model.
 
     python -m swahili100.export.check_gguf [--checkpoint runs/x/checkpoints/N | --hf-dir DIR]
+        [--gguf-dir DIR] [--json report.json]
 
 Checks that llama.cpp tokenizes Swahili sentences exactly as the HF tokenizer does and that the
 F32 GGUF's logits match the HF model's (max abs diff <= 1e-2); reports Q8_0 and Q4_0 deviations.
@@ -26,6 +27,18 @@ SENTENCES = [
     "Rais alisema: \"Tutajenga barabara mpya 2025!\" — watu   walishangilia sana.\n\nAsante.",
 ]
 F32_TOL = 1e-2
+
+
+def _sw_news(n: int) -> list[str]:
+  """The first `n` documents of ../shared/data/sw-news (tokenization check), if present."""
+  import glob  # noqa: PLC0415
+  import gzip  # noqa: PLC0415
+  root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sw-news")
+  files = sorted(glob.glob(os.path.join(root, "part-*.jsonl.gz")))
+  if not files:
+    return []
+  with gzip.open(files[-1], "rt", encoding="utf-8") as f:
+    return [json.loads(next(f))["text"] for _ in range(n)]
 
 
 def _random_hf_dir(out_dir: str) -> str:
@@ -71,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="check_gguf", description=__doc__.split("\n")[0])
   parser.add_argument("--checkpoint", default=None)
   parser.add_argument("--hf-dir", default=None)
+  parser.add_argument("--gguf-dir", default=None,
+                      help="use its model-<type>.gguf files (from `swahili100 export --format "
+                      "gguf`) where present; the other types are written from --hf-dir")
   parser.add_argument("--tokenizer", default=None)
   parser.add_argument("--json", default=None, help="also write the figures here")
   args = parser.parse_args(argv)
@@ -88,10 +104,17 @@ def main(argv: list[str] | None = None) -> int:
   hf_dir = _hf_dir(args, tmp)
   hf_tok = AutoTokenizer.from_pretrained(hf_dir)
   hf_model = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
-  texts = SENTENCES + ["<|user|>Habari yako?<|end|><|assistant|>"]
-  report, ok = {"llama_cpp_python": llama_cpp.__version__}, True
-  for gtype in ("f32", "q8_0", "q4_0"):
-    path = gguf_export.export_gguf(hf_dir, os.path.join(tmp, f"m-{gtype}.gguf"), gtype)
+  texts = SENTENCES + ["<|user|>Habari yako?<|end|><|assistant|>"] + _sw_news(50)
+  report = {"llama_cpp_python": llama_cpp.__version__, "tokenized_texts": len(texts)}
+  ok = True
+  for gtype in ("f32", "f16", "q8_0", "q4_0"):
+    given = os.path.join(args.gguf_dir, f"model-{gtype}.gguf") if args.gguf_dir else None
+    if given and os.path.exists(given):
+      path = given
+    elif gtype == "f16":
+      continue  # reported only when the export wrote it
+    else:
+      path = gguf_export.export_gguf(hf_dir, os.path.join(tmp, f"m-{gtype}.gguf"), gtype)
     llm = llama_cpp.Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False,
                           n_threads=2, n_batch=256)
     mismatches = []
@@ -99,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
       want = hf_tok.encode(text, add_special_tokens=False)
       got = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
       if list(got) != list(want):
-        mismatches.append({"text": text, "hf": want, "llama.cpp": list(got)})
-    diffs = []
+        got = list(got)
+        at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
+                  min(len(got), len(want)))
+        mismatches.append({"text": text[:120], "first_diff": at, "hf": want[at:at + 8],
+                           "llama.cpp": got[at:at + 8]})
+    diffs, agree = [], []
     for text in SENTENCES:
       ids = hf_tok.encode(text, add_special_tokens=False)
       llm.reset()
@@ -109,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
       with torch.no_grad():
         want = hf_model(torch.tensor([ids])).logits[0].numpy()
       diffs.append(float(np.abs(got - want).max()))
-      argmax_agree = float((got.argmax(-1) == want.argmax(-1)).mean())
-    report[gtype] = {"file_bytes": os.path.getsize(path), "tokenizer_mismatches": mismatches,
-                     "max_abs_logit_diff": max(diffs), "argmax_agreement_last": argmax_agree,
+      agree.append(got.argmax(-1) == want.argmax(-1))
+    report[gtype] = {"file": path, "file_bytes": os.path.getsize(path),
+                     "tokenizer_mismatches": mismatches,
+                     "max_abs_logit_diff": max(diffs),
+                     "argmax_agreement": float(np.concatenate(agree).mean()),
                      "max_abs_logit": float(np.abs(want).max())}
     if mismatches:
       ok = False

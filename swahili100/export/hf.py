@@ -6,7 +6,6 @@ The model already computes Llama math in the HF layout (see swahili100/model.py)
 are a transpose: `nnx.Linear` kernels are [in, out], torch weights are [out, in].
 """
 
-import json
 import os
 
 import numpy as np

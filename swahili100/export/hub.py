@@ -15,7 +15,7 @@ def upload(folder: str, repo_id: str, private: bool = False, endpoint: str | Non
     raise FileNotFoundError(f"--output {folder!r} is not a folder to upload")
   if repo_id.count("/") != 1:
     raise ValueError(f"--repo {repo_id!r}: expected 'user/name'")
-  api = HfApi(endpoint=endpoint)
+  api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None)
   api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
   info = api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model",
                            commit_message=commit_message)

@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
   from swahili100.export import hf  # noqa: PLC0415
   workdir, step = checkpoint.split_path(args.checkpoint)
   config, model = checkpoint.load_model(args.checkpoint)
+  if "quant" in config and config.quant.get("source"):  # card figures from the source run
+    workdir, step = checkpoint.split_path(config.quant.source)
   tok_path = args.tokenizer or config.data.tokenizer
   if not os.path.exists(tok_path):
     print(f"export: tokenizer {tok_path!r} (config.data.tokenizer) not found; pass --tokenizer",

@@ -25,23 +25,56 @@ def _training_log(workdir: str | None) -> list[dict]:
   return rows
 
 
-def summary(workdir: str | None) -> dict:
-  """Last step, tokens seen, last train loss and last validation figures from training.jsonl."""
+def summary(workdir: str | None, step: int | None = None) -> dict:
+  """Last step, tokens seen, train loss and validation figures from training.jsonl (rows up
+  to `step` when given), plus `eval.json` (`swahili100 evaluate`) when the run has one."""
   out = {}
   for row in _training_log(workdir):
+    if step is not None and isinstance(row.get("step"), int) and row["step"] > step:
+      continue
     for key, value in row.items():
-      if isinstance(value, (int, float)) and (key in ("step", "loss", "tokens")
+      if isinstance(value, (int, float)) and (key in ("step", "loss", "tokens_seen")
                                               or key.startswith(("eval", "val"))):
         out[key] = value
+  path = os.path.join(workdir, "eval.json") if workdir else None
+  if path and os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      report = json.load(f)
+    for key, value in report.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out[f"evaluate_{key}"] = value
   return out
+
+
+def _records(config) -> str:
+  """One line on the token records the model trained on (from their manifest.json)."""
+  try:
+    path = os.path.join(config.data.records_dir, "manifest.json")
+    with open(path, encoding="utf-8") as f:
+      manifest = json.load(f)
+  except (AttributeError, KeyError, OSError, ValueError):
+    return ""
+  parts = [f"{name}: {s.get('documents', '?'):,} documents, {s.get('tokens', '?'):,} tokens"
+           for name, s in manifest.get("splits", {}).items()]
+  return (f"\n\nToken records (`{os.path.basename(os.path.normpath(config.data.records_dir))}`, "
+          f"tokenizer SHA-256 `{manifest.get('tokenizer_sha256', '?')[:16]}`): "
+          + "; ".join(parts) + ".")
+
+
+def _quant_note(config) -> str:
+  if "quant" not in config:
+    return ""
+  q = config.quant
+  return (f"\nThese float32 weights are the dequantized {q.precision} (group size "
+          f"{q.group_size}, method {q.method}) weights of a `swahili100 quantize` checkpoint.")
 
 
 def render(config, num_params: int, workdir: str | None = None, step: int | None = None) -> str:
   m = config.model
-  s = summary(workdir)
+  s = summary(workdir, step)
   evals = "\n".join(f"| {k} | {v:.4g} |" for k, v in s.items()
-                    if k.startswith(("eval", "val"))) or "| (no evaluation in training.jsonl) | |"
-  tokens = s.get("tokens")
+                    if k.startswith(("eval", "val"))) or "| (no evaluation in the run) | |"
+  tokens = s.get("tokens_seen")
   if tokens is None and "step" in s and "data" in config:
     tokens = s["step"] * config.data.batch_size * config.data.seq_len
   return f"""---
@@ -70,14 +103,14 @@ Chat format: `<|system|>`, `<|user|>`, `<|assistant|>` turns closed by `<|end|>`
 (`tokenizer.apply_chat_template`); documents end with `<|endoftext|>`.
 
 ## Data
-{DATA_NOTE}
+{DATA_NOTE}{_records(config)}
 
 ## Training
 Checkpoint step: {step if step is not None else s.get('step', 'unknown')};
 training tokens: {f'{tokens:,}' if tokens else 'unknown'};
-last training loss: {s.get('loss', 'unknown')}.
+last training loss: {f"{s['loss']:.4f}" if 'loss' in s else 'unknown'}.{_quant_note(config)}
 
-## Evaluation (from logs/training.jsonl)
+## Evaluation (logs/training.jsonl; `evaluate_*`: eval.json)
 | metric | value |
 |---|---|
 {evals}

@@ -1,7 +1,7 @@
 """Weight-only groupwise int4/int8 quantization of a checkpoint's projection kernels.
 
     swahili100 quantize --checkpoint runs/x/checkpoints/200 --precision int4 --group-size 64 \
-        --output runs/x-int4 [--method rtn|mse] [--quantize-lm-head] [--eval-batches 8]
+        --output runs/x-int4 [--method rtn|mse|gptq] [--quantize-lm-head] [--eval-batches 8]
 
 Every attention/MLP `nnx.Linear` is replaced in place by a `QuantLinear` holding unsigned codes
 (int4: two nibbles per uint8, packed along the input dim; int8: one uint8 each) with a float32
@@ -10,7 +10,8 @@ scale and a uint8 zero point per group of `group_size` input rows and output col
 embedding stays float32 (a gather, and with tied embeddings also the output head); lm_head is
 quantized only with --quantize-lm-head. `--method mse` searches, per group, the clipping ratio
 of the [min, max] range that minimises the weight's squared error (a cheap calibration-free
-improvement over round-to-nearest, `rtn`).
+improvement over round-to-nearest, `rtn`); `--method gptq` is calibrated: GPTQ error
+compensation with input Hessians from `--calib-batches` training batches.
 
 The output folder holds `config.json` (the run's config plus a `quant` block),
 `quantized.safetensors` and `quant_report.json` (validation loss and bits-per-byte before and
@@ -20,7 +21,6 @@ after). `checkpoint.load_model(folder)` sees the `quant` block and calls `load_q
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -40,8 +40,10 @@ MLP = ("gate_proj", "up_proj", "down_proj")
 CLIP_RATIOS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
 
 
-class QuantWeight(nnx.Variable):
-  """Quantized codes, scales and zero points: state, but not trainable parameters."""
+class QuantWeight(nnx.Param):
+  """Quantized codes, scales and zero points. A `Param` subclass so that code which splits a
+  model with `nnx.split(model, nnx.Param)` (evaluate, the train eval step) carries them; a
+  quantized model is for inference only and is never trained."""
 
 
 def pack_int4(q_KN: np.ndarray) -> np.ndarray:
@@ -81,6 +83,66 @@ def quantize_kernel(w_KN: np.ndarray, bits: int, group_size: int, method: str = 
                                    np.where(take, err, best[3]))
   q, scale, zero, _ = best
   return q.reshape(K, N).astype(np.uint8), scale.astype(np.float32), zero.astype(np.uint8)
+
+
+def quantize_kernel_gptq(w_KN: np.ndarray, hessian_KK: np.ndarray, bits: int, group_size: int,
+                        grid: str = "mse", damp: float = 0.01):
+  """GPTQ (Frantar et al. 2022): quantize input rows one at a time and spread each row's
+  rounding error over the rows not yet quantized, weighted by the inverse of the calibration
+  Hessian H = E[x x^T]. Group scale/zero are fixed when a group starts (on the already
+  error-compensated rows, `grid` = rtn or mse clip search). Same outputs as `quantize_kernel`."""
+  K, N = w_KN.shape
+  if K % group_size:
+    raise ValueError(f"input dim {K} is not a multiple of --group-size {group_size}")
+  qmax = 2 ** bits - 1
+  W = np.array(w_KN, np.float64)
+  H = np.array(hessian_KK, np.float64)
+  dead = np.diag(H) == 0
+  H[dead, dead] = 1.0
+  W[dead] = 0.0
+  H[np.diag_indices(K)] += damp * np.mean(np.diag(H))
+  U = np.linalg.cholesky(np.linalg.inv(H)).T  # upper: H^-1 = U^T U
+  Q = np.zeros((K, N), np.uint8)
+  scales = np.zeros((K // group_size, N), np.float32)
+  zeros = np.zeros((K // group_size, N), np.uint8)
+  for i in range(K):
+    g = i // group_size
+    if i % group_size == 0:
+      _, scales[g], zeros[g] = quantize_kernel(W[i:i + group_size], bits, group_size, grid)
+    scale, zero = scales[g].astype(np.float64), zeros[g].astype(np.float64)
+    q = np.clip(np.round(W[i] / scale) + zero, 0, qmax)
+    Q[i] = q
+    err = (W[i] - (q - zero) * scale) / U[i, i]
+    W[i + 1:] -= np.outer(U[i, i + 1:], err)
+  return Q, scales, zeros
+
+
+def calibration_hessians(model, batches, paths) -> dict[tuple[str, ...], np.ndarray]:
+  """E[x x^T] of the inputs of each linear at `paths`, from a float forward over `batches`."""
+  sums = {p: [0.0, 0] for p in paths}
+
+  class Recorder(nnx.Module):
+
+    def __init__(self, lin, key):
+      self.lin, self.key = lin, key
+
+    def __call__(self, x):
+      x_ND = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+      sums[self.key][0] = sums[self.key][0] + x_ND.T @ x_ND
+      sums[self.key][1] += x_ND.shape[0]
+      return self.lin(x)
+
+  originals = {p: _get(model, p) for p in paths}
+  for p, lin in originals.items():
+    _set(model, p, Recorder(lin, p))
+  try:
+    for b in batches:
+      model(jnp.asarray(b["inputs"]), segment_ids_BT=jnp.asarray(b["segment_ids"]),
+            positions_BT=jnp.asarray(b["positions"]))
+  finally:
+    for p, lin in originals.items():
+      _set(model, p, lin)
+  return {p: h / max(n, 1) for p, (h, n) in sums.items()}
 
 
 class QuantLinear(nnx.Module):
@@ -139,16 +201,38 @@ def _set(module, path, value):
 
 
 def quantize_model(model, bits: int, group_size: int, method: str = "rtn",
-                   lm_head: bool = False):
-  """Swaps the projections (and lm_head if asked) of `model` for QuantLinear, in place."""
+                   lm_head: bool = False, calib_batches=None):
+  """Swaps the projections (and lm_head if asked) of `model` for QuantLinear, in place.
+  `method` gptq needs `calib_batches` (packed training batches) for its Hessians."""
   paths = linear_paths(model.config)
   if lm_head and not model.config.tie_embeddings:
     paths.append(("lm_head",))
+  if method == "gptq":
+    if calib_batches is None:
+      raise ValueError("--method gptq needs calibration batches (--calib-batches > 0)")
+    hessians = calibration_hessians(model, calib_batches, paths)
   for path in paths:
     lin = _get(model, path)
-    _set(model, path, QuantLinear.from_kernel(lin.kernel[...], bits, group_size, method,
-                                              model.dtype))
+    if method == "gptq":
+      q, scale, zero = quantize_kernel_gptq(np.asarray(lin.kernel[...]), hessians[path], bits,
+                                            group_size)
+      new = QuantLinear(pack_int4(q) if bits == 4 else q, scale, zero, bits, group_size,
+                        model.dtype)
+    else:
+      new = QuantLinear.from_kernel(lin.kernel[...], bits, group_size, method, model.dtype)
+    _set(model, path, new)
   return model
+
+
+def train_batches(config, n: int) -> list[dict]:
+  """The first `n` packed batches of the training stream (GPTQ calibration; not validation)."""
+  from swahili100 import data  # noqa: PLC0415
+  manifest = data.check_manifest(config)
+  cfg = config.copy_and_resolve_references()
+  cfg.data.prefetch = 0
+  cfg.data.worker_count = 0
+  it = iter(data.train_dataset(cfg, manifest))
+  return [next(it) for _ in range(n)]
 
 
 def _float_paths(model) -> list[tuple[str, ...]]:
@@ -239,8 +323,11 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--checkpoint", required=True, help="<workdir>/checkpoints/<step> or workdir")
   parser.add_argument("--precision", choices=("int4", "int8"), default="int4")
   parser.add_argument("--group-size", type=int, choices=(32, 64, 128), default=64)
-  parser.add_argument("--method", choices=("rtn", "mse"), default="mse",
-                      help="rtn: round-to-nearest on [min, max]; mse: per-group clip search")
+  parser.add_argument("--method", choices=("rtn", "mse", "gptq"), default="mse",
+                      help="rtn: round-to-nearest on [min, max]; mse: per-group clip search; "
+                      "gptq: Hessian-weighted error compensation on calibration batches")
+  parser.add_argument("--calib-batches", type=int, default=8,
+                      help="gptq: training batches for the input statistics")
   parser.add_argument("--quantize-lm-head", action="store_true")
   parser.add_argument("--eval-batches", type=int, default=8,
                       help="validation batches for the before/after report (0 = skip)")
@@ -255,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
   if args.eval_batches:
     report["before"] = eval_loss_bpb(model, config, args.eval_batches)
   t0 = time.perf_counter()
-  quantize_model(model, bits, args.group_size, args.method, args.quantize_lm_head)
+  calib = train_batches(config, args.calib_batches) if args.method == "gptq" else None
+  quantize_model(model, bits, args.group_size, args.method, args.quantize_lm_head, calib)
   report["quantize_seconds"] = round(time.perf_counter() - t0, 3)
   report["quant_weight_bytes"] = weight_bytes(model)
   if args.eval_batches:
