@@ -50,8 +50,8 @@ def phases(out: str) -> list[tuple[str, list[str], str]]:
                     "64", "--output", d("quantized-int4")], d("quantized-int4")),
       ("export-hf", ["export", "--checkpoint", final, "--format", "hf", "--output",
                      d("export", "hf")], d("export", "hf")),
-      ("export-onnx", ["export", "--checkpoint", final, "--format", "onnx", "--output",
-                       d("export", "onnx")], d("export", "onnx")),
+      ("export-onnx", ["export", "--checkpoint", final, "--format", "onnx", "--quantize", "int4",
+                       "--output", d("export", "onnx")], d("export", "onnx")),
       ("export-gguf", ["export", "--checkpoint", final, "--format", "gguf", "--output",
                        d("export", "gguf")], d("export", "gguf")),
   ]
@@ -137,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
   for name, secs, out_path in timings:
     print(f"  {name:<16} {secs:7.1f}s  {out_path}")
   print(f"  report           {path}")
+  for fmt in ("hf", "onnx", "gguf"):
+    folder = os.path.join(args.output, "export", fmt)
+    if os.path.isdir(folder):
+      files = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
+      print(f"  export {fmt:<9} {folder}: {', '.join(files)}")
   return 0
 
 
