@@ -57,9 +57,11 @@ def _jitted_step():
 
 def generate_ids(model, prompt_ids, max_new_tokens: int, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int = 0,
-                 eos_id: int | None = special_tokens.EOS_ID) -> list[int]:
-  """New token ids after `prompt_ids` (not including the prompt); stops after `eos_id`, which
-  is then the last id returned. `eos_id=None` always returns `max_new_tokens` ids."""
+                 eos_id: int | tuple[int, ...] | None = special_tokens.STOP_IDS) -> list[int]:
+  """New token ids after `prompt_ids` (not including the prompt); stops after a stop id
+  (`eos_id`: one id or several; by default `<|endoftext|>` and `<|end|>`), which is then the last
+  id returned. `eos_id=None` always returns `max_new_tokens` ids."""
+  stop = set() if eos_id is None else {eos_id} if isinstance(eos_id, int) else set(eos_id)
   prompt_ids = [int(t) for t in prompt_ids]
   if not prompt_ids:
     raise ValueError("generate_ids needs a non-empty prompt (e.g. [special_tokens.BOS_ID])")
@@ -81,7 +83,7 @@ def generate_ids(model, prompt_ids, max_new_tokens: int, temperature: float = 0.
                             jax.random.fold_in(key, i), temperature, top_p)
     token = int(token)
     out.append(token)
-    if eos_id is not None and token == eos_id:
+    if token in stop:
       break
     tokens_BT = jnp.full((1, 1), token, jnp.int32)
     positions_BT = jnp.full((1, 1), P + i, jnp.int32)
@@ -98,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--top-p", type=float, default=0.95)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--tokenizer", default=None, help="override config.data.tokenizer")
+  parser.add_argument("--chat", action="store_true",
+                      help="send --prompt as a user turn of the chat format (aligned models) and "
+                           "print only the assistant's reply")
   args = parser.parse_args(argv)
 
   import tokenizers
@@ -114,15 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generate: cannot load the tokenizer {tok_path!r} (config.data.tokenizer; "
           f"override with --tokenizer): {e}", file=sys.stderr)
     return 2
-  prompt_ids = tokenizer.encode(args.prompt).ids
+  if args.chat:
+    from swahili100.align import chat  # noqa: PLC0415
+    text = chat.render([{"role": "user", "content": args.prompt}], add_generation_prompt=True)
+    prompt_ids = tokenizer.encode(text).ids
+  else:
+    prompt_ids = tokenizer.encode(args.prompt).ids
   if not prompt_ids:
     print("generate: the prompt encodes to no tokens; give a non-empty --prompt", file=sys.stderr)
     return 2
   new_ids = generate_ids(model, prompt_ids, args.max_new_tokens, args.temperature, args.top_p,
                          args.seed)
-  if new_ids and new_ids[-1] == special_tokens.EOS_ID:
+  if new_ids and new_ids[-1] in special_tokens.STOP_IDS:
     new_ids = new_ids[:-1]
-  print(tokenizer.decode(prompt_ids + new_ids))
+  print(tokenizer.decode(new_ids) if args.chat else tokenizer.decode(prompt_ids + new_ids))
   return 0
 
 

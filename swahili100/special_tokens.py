@@ -16,3 +16,5 @@ IDS = {name: i for i, name in enumerate(ALL)}
 EOS_ID = IDS[ENDOFTEXT]
 PAD_ID = IDS[PAD]
 BOS_ID = IDS[BOS]
+END_ID = IDS[END_OF_TURN]
+STOP_IDS = (EOS_ID, END_ID)  # generation stops at the end of a text or of a chat turn

@@ -130,6 +130,9 @@ def run(config, workdir: str, resume: str | None = None) -> int:
   sharding.maybe_initialize_distributed(config)
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch(config.data.batch_size, mesh)
+  # Absolute paths in config.json, so generate/evaluate/export work from any directory.
+  config.data.records_dir = os.path.abspath(config.data.records_dir)
+  config.data.tokenizer = os.path.abspath(config.data.tokenizer)
   manifest = data.check_manifest(config)
   t_cfg, d_cfg = config.train, config.data
   is_main = jax.process_index() == 0

@@ -38,6 +38,7 @@ def test_gguf_f32_metadata_vocab_and_weights(hf_dir, tmp_path):
             "tokenizer.ggml.pre": "gpt-2",
             "tokenizer.ggml.bos_token_id": special_tokens.BOS_ID,
             "tokenizer.ggml.eos_token_id": special_tokens.EOS_ID,
+            "tokenizer.ggml.eot_token_id": special_tokens.END_ID,
             "tokenizer.ggml.padding_token_id": special_tokens.PAD_ID}
   assert {k: _field(r, k) for k in expect} == expect
   assert _field(r, "llama.rope.freq_base") == pytest.approx(m.rope_theta)

@@ -116,7 +116,7 @@ def test_greedy_generation_and_tokenizer_match(tiny_records, tmp_path):
 
   card = Path(out, "README.md").read_text()
   assert f"{sum(p.numel() for p in hf_model.parameters()):,}" in card
-  assert json.loads(Path(out, "generation_config.json").read_text())["eos_token_id"] == 0
+  assert json.loads(Path(out, "generation_config.json").read_text())["eos_token_id"] == [0, 6]
   assert "auto_map" not in json.loads(Path(out, "config.json").read_text())
 
 

@@ -41,7 +41,7 @@ def test_onnx_matches_hf_and_int4_stays_in_budget(tiny_records, tmp_path):
   ops = {n.op_type for n in onnx.load(q_path).graph.node}
   assert "MatMulNBits" in ops
   ref, quant = torch_logits(hf_model, ids), onnx_export.run(q_path, ids)
-  # budget (docs/notes/export-benchmarks.md): int4 block 32 moves the token loss by < 2%
+  # budget (docs/benchmarks.md): int4 block 32 moves the token loss by < 2%
   loss_ref, loss_q = _nll(ref, ids), _nll(quant, ids)
   assert abs(loss_q - loss_ref) / loss_ref < 0.02
   assert 0 < np.abs(quant - ref).max() < 0.25 * np.abs(ref).max()  # changed, not broken

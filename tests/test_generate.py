@@ -60,4 +60,17 @@ def test_stops_at_endoftext():
   assert generate.generate_ids(m, [5, 6], 20, temperature=0.0) == [special_tokens.EOS_ID]
 
 
+def test_stops_at_end_of_turn_and_at_given_ids():
+  m = model_lib.Transformer(small_config(tie_embeddings=True), rngs=nnx.Rngs(0))
+  for layer in m.layers:  # blocks add nothing: the final hidden state is the embedding's
+    layer.attn.o_proj.kernel[...] = jnp.zeros_like(layer.attn.o_proj.kernel[...])
+    layer.mlp.down_proj.kernel[...] = jnp.zeros_like(layer.mlp.down_proj.kernel[...])
+  # every token embeds to (1, 0, ...) except <|end|> at (2, 0, ...): the tied head's argmax is <|end|>
+  emb = jnp.zeros_like(m.embed.embedding[...]).at[:, 0].set(1.0)
+  m.embed.embedding[...] = emb.at[special_tokens.END_ID, 0].set(2.0)
+  assert generate.generate_ids(m, [5, 7], 20, temperature=0.0) == [special_tokens.END_ID]
+  only_eos = generate.generate_ids(m, [5, 7], 20, temperature=0.0, eos_id=special_tokens.EOS_ID)
+  assert only_eos == [special_tokens.END_ID] * 20
+
+
 # The CLI on a real trained checkpoint: tests/test_train.py::test_load_model_and_generate_cli_*.

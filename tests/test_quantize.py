@@ -66,7 +66,7 @@ def test_quantize_cli_report_load_and_generate(tiny_records, tmp_path, capsys):
                       "--quantize-lm-head"])
   assert rc == 0
   report = json.load(open(os.path.join(out, quantize.REPORT)))
-  # budget on this random model (trained-model figures: docs/notes/export-benchmarks.md)
+  # budget on this random model (trained-model figures: docs/benchmarks.md)
   assert report["before"]["tokens"] > 0 and report["before"]["bpb"] > 0
   assert abs(report["bpb_increase_pct"]) < 3.0
   assert report["quant_weight_bytes"] < 0.6 * report["float_weight_bytes"]

@@ -74,6 +74,9 @@ def test_load_model_and_generate_cli_on_a_real_checkpoint(run12, capsys):
   assert generate.main(["--checkpoint", workdir, "--prompt", "Habari za leo",
                         "--max-new-tokens", "8", "--temperature", "0"]) in (0, None)
   assert "Habari za leo" in capsys.readouterr().out
+  assert generate.main(["--checkpoint", workdir, "--prompt", "Habari za leo", "--chat",
+                        "--max-new-tokens", "8", "--temperature", "0"]) in (0, None)
+  assert "Habari za leo" not in capsys.readouterr().out  # only the assistant's reply
 
 
 def _train_cmd(records, workdir, **overrides):

@@ -18,7 +18,7 @@ from swahili100 import special_tokens
 TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2}  # GGMLQuantizationType values
 FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2}  # LlamaFileType values
 # tokenizers' ByteLevel(use_regex=True) splits with GPT-2's regex; llama.cpp's pre-tokenizer
-# "gpt-2" (LLAMA_VOCAB_PRE_TYPE_GPT2) uses the same regex. See docs/notes/export-research.md.
+# "gpt-2" (LLAMA_VOCAB_PRE_TYPE_GPT2) uses the same regex. See docs/RESEARCH.md.
 GPT2_PRE = "gpt-2"
 
 HF_TO_GGUF = {
@@ -120,6 +120,7 @@ def export_gguf(hf_dir: str, out_path: str, gguf_type: str = "f16") -> str:
   w.add_token_merges(merges)
   w.add_bos_token_id(special_tokens.BOS_ID)
   w.add_eos_token_id(special_tokens.EOS_ID)
+  w.add_eot_token_id(special_tokens.END_ID)  # llama.cpp chat front-ends stop at the end of a turn
   w.add_pad_token_id(special_tokens.PAD_ID)
   w.add_add_bos_token(False)  # the token records carry no BOS; prompts are encoded as is
   w.add_add_eos_token(False)

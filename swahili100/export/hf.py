@@ -94,7 +94,7 @@ def export_hf(config, model, tokenizer_path: str, out_dir: str, workdir: str | N
   hf_cfg.save_pretrained(out_dir)
   sd = state_dict(model)
   save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
-  GenerationConfig(bos_token_id=special_tokens.BOS_ID, eos_token_id=special_tokens.EOS_ID,
+  GenerationConfig(bos_token_id=special_tokens.BOS_ID, eos_token_id=list(special_tokens.STOP_IDS),
                    pad_token_id=special_tokens.PAD_ID, do_sample=True, temperature=0.8,
                    top_p=0.95, max_new_tokens=256).save_pretrained(out_dir)
   save_tokenizer(tokenizer_path, out_dir, model_max_length=max_len)
