@@ -206,6 +206,17 @@ def _removed_record(reason: str, doc: Any, **info) -> dict:
   return {"reason": reason, **info, "doc": doc}
 
 
+def _drop_bad(stats: Stats, removed, reason: str, nbytes: int, doc: Any, warning: str | None,
+              **info) -> None:
+  """Counts one unreadable input under `reason`, warns, and writes it to removed/."""
+  stats.bytes_in += nbytes
+  stats.drop(reason, nbytes)
+  if warning:
+    stats.warn(warning)
+  if removed is not None:
+    removed(_removed_record(reason, doc, **info))
+
+
 def read_shard(path: str | os.PathLike, stats: Stats, *, name: str | None = None,
                max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, removed=None) -> Iterator[dict]:
   """Valid documents of one shard; bad lines are counted (and written to `removed`), never raised."""
@@ -222,11 +233,8 @@ def read_shard(path: str | os.PathLike, stats: Stats, *, name: str | None = None
     if binary:
       size = path.stat().st_size
       stats.docs_in += 1
-      stats.bytes_in += size
-      stats.drop("binary_file", size)
-      stats.warn(f"{path}: binary file (NUL bytes), not a JSONL shard; skipped")
-      if removed is not None:
-        removed(_removed_record("binary_file", None, file=name, bytes=size))
+      _drop_bad(stats, removed, "binary_file", size, None,
+                f"{path}: binary file (NUL bytes), not a JSONL shard; skipped", file=name, bytes=size)
       return
     lineno = 0
     try:
@@ -235,11 +243,9 @@ def read_shard(path: str | os.PathLike, stats: Stats, *, name: str | None = None
         where = f"{name}:{lineno}"
         if line is None:
           stats.docs_in += 1
-          stats.bytes_in += nbytes
-          stats.drop("line_too_long", nbytes)
-          stats.warn(f"{where}: line of {nbytes} bytes > --max-line-bytes {max_line_bytes}; dropped")
-          if removed is not None:
-            removed(_removed_record("line_too_long", None, where=where, bytes=nbytes))
+          _drop_bad(stats, removed, "line_too_long", nbytes, None,
+                    f"{where}: line of {nbytes} bytes > --max-line-bytes {max_line_bytes}; dropped",
+                    where=where, bytes=nbytes)
           continue
         if not line.strip():
           stats.note("blank_lines")
@@ -249,30 +255,21 @@ def read_shard(path: str | os.PathLike, stats: Stats, *, name: str | None = None
         try:
           s = line.decode("utf-8")
         except UnicodeDecodeError as e:
-          stats.bytes_in += len(line)
-          stats.drop("invalid_utf8", len(line))
           stats.note("warnings")
-          if removed is not None:
-            removed(_removed_record("invalid_utf8", line.decode("utf-8", "backslashreplace"),
-                                    where=where, error=str(e)))
+          _drop_bad(stats, removed, "invalid_utf8", len(line),
+                    line.decode("utf-8", "backslashreplace"), None, where=where, error=str(e))
           continue
         try:
           doc = json.loads(s)
           if not isinstance(doc, dict):
             raise ValueError(f"a JSON {type(doc).__name__}, not an object")
         except ValueError as e:
-          stats.bytes_in += len(line)
-          stats.drop("malformed_json", len(line))
-          stats.warn(f"{where}: malformed JSON line ({str(e)[:80]}); dropped to removed/")
-          if removed is not None:
-            removed(_removed_record("malformed_json", s, where=where))
+          _drop_bad(stats, removed, "malformed_json", len(line), s,
+                    f"{where}: malformed JSON line ({str(e)[:80]}); dropped to removed/", where=where)
           continue
         text = doc.get("text")
         if not isinstance(text, str):
-          stats.bytes_in += len(line)
-          stats.drop("missing_text", len(line))
-          if removed is not None:
-            removed(_removed_record("missing_text", doc, where=where))
+          _drop_bad(stats, removed, "missing_text", len(line), doc, None, where=where)
           continue
         stats.bytes_in += len(text.encode("utf-8", "surrogatepass"))
         if not isinstance(doc.get("id"), str) or not doc["id"]:
