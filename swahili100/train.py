@@ -259,7 +259,11 @@ def run(config, workdir: str, resume: str | None = None) -> int:
       print(f"\npreemption: saved {workdir}/checkpoints/{done}; exiting 0 "
             "(rerun the same command to resume)", flush=True)
       return 0
-  evaluate(t_cfg.num_steps)
+  if start < t_cfg.num_steps:  # a rerun of a finished run trains and evaluates nothing
+    evaluate(t_cfg.num_steps)
+  else:
+    print(f"{workdir} already reached step {t_cfg.num_steps}; nothing to train "
+          "(raise --config.train.num_steps to continue)", flush=True)
   mngr.wait_until_finished()
   mngr.close()
   print(f"done: {workdir}/checkpoints/{mngr.latest_step()}", flush=True)

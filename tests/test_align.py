@@ -65,6 +65,13 @@ def test_sft_then_dpo_learn_and_write_loadable_runs(base_run, tmp_path):
   config, model = checkpoint.load_model(dpo_dir)
   assert config.align.stage == "dpo"
   assert len(generate.generate_ids(model, [2, 4, 5], 5, eos_id=None)) == 5
+  # rerunning the same command (e.g. `make demo` twice) is a no-op; other settings are refused
+  before = open(os.path.join(dpo_dir, "logs", "training.jsonl")).read()
+  dpo_args = ["--stage", "dpo", "--checkpoint", sft_dir, "--workdir", dpo_dir, "--steps", "25",
+              "--seq-len", "256", "--beta", "0.5"]
+  assert align.main(dpo_args + ["--lr", "1e-3"]) == 0
+  assert open(os.path.join(dpo_dir, "logs", "training.jsonl")).read() == before
+  assert align.main(dpo_args + ["--lr", "2e-3"]) == 2
 
 
 def test_bad_jsonl_line_is_named(base_run, tmp_path, capsys):

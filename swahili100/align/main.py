@@ -76,7 +76,26 @@ def _dpo_batches(tok, rows, seq_len):
   return chat.to_rows(chosen, seq_len), chat.to_rows(rejected, seq_len)
 
 
+def _finished(args) -> bool:
+  """True when `--workdir` already holds this exact alignment run; raises if it holds another."""
+  ckpts = os.path.join(args.workdir, "checkpoints")
+  if not os.path.isdir(ckpts) or not any(d.isdigit() for d in os.listdir(ckpts)):
+    return False
+  saved = checkpoint.load_config(args.workdir)
+  want = {"stage": args.stage, "data": args.data, "base": args.checkpoint, "beta": args.beta,
+          "steps": args.steps, "lr": args.lr}
+  have = {**saved.align.to_dict(), "steps": saved.train.num_steps, "lr": saved.optim.lr}
+  diff = [f"{k}: saved {have.get(k)!r}, now {v!r}" for k, v in want.items() if have.get(k) != v]
+  if diff:
+    raise ValueError(f"{args.workdir} already holds a different alignment run ({'; '.join(diff)}); "
+                     "use a new --workdir")
+  return True
+
+
 def run(args) -> int:
+  if _finished(args):
+    print(f"{args.stage}: {args.workdir} already holds this run (step {args.steps}); nothing to do")
+    return 0
   config, model = checkpoint.load_model(args.checkpoint)
   tok = tokenizers.Tokenizer.from_file(config.data.tokenizer)
   rows = _read_jsonl(args.data)
