@@ -35,8 +35,7 @@ SW_NEWS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", 
 
 def prepare(args):
   """Byte-level BPE (NFC, GPT-2 split, the project's special tokens) + token records."""
-  import tokenizers  # noqa: PLC0415
-  from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers  # noqa
+  from data_pipeline import train_tokenizer  # noqa: PLC0415
   from swahili100 import records, special_tokens  # noqa: PLC0415
   files = sorted(glob.glob(os.path.join(SW_NEWS, "part-*.jsonl.gz")))
   if not files:
@@ -49,13 +48,8 @@ def prepare(args):
   os.makedirs(args.out, exist_ok=True)
   tok_path = os.path.join(args.out, "swahili_bpe.json")
   t0 = time.perf_counter()
-  tok = tokenizers.Tokenizer(models.BPE())
-  tok.normalizer = normalizers.NFC()
-  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-  tok.decoder = decoders.ByteLevel()
-  tok.train_from_iterator(train, trainers.BpeTrainer(
-      vocab_size=args.vocab, special_tokens=list(special_tokens.ALL), show_progress=False,
-      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  tok, trainer = train_tokenizer.build(args.vocab, min_frequency=0)  # the project's BPE setup
+  tok.train_from_iterator(train, trainer)
   tok.save(tok_path)
   print(f"tokenizer {tok_path}: {tok.get_vocab_size()} tokens in {time.perf_counter() - t0:.0f}s")
   dtype = records.dtype_for_vocab(tok.get_vocab_size())
@@ -79,12 +73,6 @@ def prepare(args):
       dtype=dtype, tokenizer_file=tok_path, tokenizer_sha256=records.sha256_file(tok_path),
       vocab_size=tok.get_vocab_size(), special_tokens=dict(special_tokens.IDS),
       eos_id=special_tokens.EOS_ID, pad_id=special_tokens.PAD_ID, splits=splits))
-
-
-def _size(path):
-  if os.path.isfile(path):
-    return os.path.getsize(path)
-  return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
 def _timed(fn, *a, **k):
@@ -125,7 +113,7 @@ def measure(args):
   import torch  # noqa: PLC0415
   from safetensors.numpy import load_file  # noqa: PLC0415
   from transformers import AutoModelForCausalLM  # noqa: PLC0415
-  from swahili100 import checkpoint  # noqa: PLC0415
+  from swahili100 import checkpoint, evaluate  # noqa: PLC0415
   from swahili100.export import gguf_export, hf, onnx_export, quantize  # noqa: PLC0415
   torch.set_num_threads(2)
   config, model = checkpoint.load_model(args.checkpoint)
@@ -156,14 +144,15 @@ def measure(args):
         return m(torch.as_tensor(v, dtype=torch.long)).logits.numpy()
     return run
 
-  fig["hf"] = {"export_s": t_hf, "bytes": _size(os.path.join(hf_dir, "model.safetensors")),
+  fig["hf"] = {"export_s": t_hf,
+               "bytes": os.path.getsize(os.path.join(hf_dir, "model.safetensors")),
                "max_abs_logit_diff_vs_jax": diff(torch_run(hf_model)),
                "max_abs_logit": float(np.abs(jax_logits["real"]).max())}
   onnx_path, t_onnx = _timed(onnx_export.export_onnx, hf_dir, os.path.join(out, "model.onnx"))
   q_path, t_q = _timed(onnx_export.quantize_int4, onnx_path, os.path.join(out, "model-int4.onnx"))
-  fig["onnx"] = {"export_s": t_onnx, "bytes": _size(onnx_path),
+  fig["onnx"] = {"export_s": t_onnx, "bytes": os.path.getsize(onnx_path),
                  "max_abs_logit_diff_vs_jax": diff(lambda v: onnx_export.run(onnx_path, v)),
-                 "int4_quantize_s": t_q, "int4_bytes": _size(q_path),
+                 "int4_quantize_s": t_q, "int4_bytes": os.path.getsize(q_path),
                  "int4_max_abs_logit_diff_vs_jax": diff(lambda v: onnx_export.run(q_path, v))}
   hf_sd = load_file(os.path.join(hf_dir, "model.safetensors"))
   hf_cfg = hf_model.config
@@ -178,7 +167,7 @@ def measure(args):
                       strict=False)
     if hf_cfg.tie_word_embeddings:
       m.tie_weights()
-    fig["gguf"][gtype] = {"export_s": t_g, "bytes": _size(path),
+    fig["gguf"][gtype] = {"export_s": t_g, "bytes": os.path.getsize(path),
                           "dequant_max_abs_logit_diff_vs_jax": diff(torch_run(m))}
 
   # ONNX int4 bits-per-byte over the same validation batches as the JAX figures. ONNX takes no
@@ -204,10 +193,11 @@ def measure(args):
   fig["onnx"]["int4_bpb_validation"] = {
       "float": b_f, "int4_block32": b_q, "int4_block64": b_q64,
       "block32_increase_pct": 100 * (b_q - b_f) / b_f,
-      "block64_increase_pct": 100 * (b_q64 - b_f) / b_f, "int4_block64_bytes": _size(q64_path)}
+      "block64_increase_pct": 100 * (b_q64 - b_f) / b_f,
+      "int4_block64_bytes": os.path.getsize(q64_path)}
 
   # JAX weight-only quantization: validation bpb before/after (the `quantize` report)
-  base = quantize.eval_loss_bpb(model, config, args.eval_batches)
+  base = evaluate.eval_loss_bpb(model, config, max_batches=args.eval_batches)
   fig["jax_quant"] = {"float": base}
   calib = quantize.train_batches(config, args.calib_batches)
   for bits, g, method in [(4, 64, "rtn"), (4, 64, "mse"), (4, 64, "gptq"), (4, 32, "rtn"),
@@ -215,7 +205,7 @@ def measure(args):
                           (8, 64, "rtn")]:
     _, m = checkpoint.load_model(args.checkpoint)
     _, t = _timed(quantize.quantize_model, m, bits, g, method, calib_batches=calib)
-    r = quantize.eval_loss_bpb(m, config, args.eval_batches)
+    r = evaluate.eval_loss_bpb(m, config, max_batches=args.eval_batches)
     fig["jax_quant"][f"int{bits}-g{g}-{method}"] = {
         "bpb": r["bpb"], "loss": r["loss"], "quantize_s": t,
         "bpb_increase_pct": 100 * (r["bpb"] - base["bpb"]) / base["bpb"],

@@ -9,8 +9,6 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.max_line_bytes = 8 << 20        # longer input lines are dropped as line_too_long
-
   c.download = dl = ml_collections.ConfigDict()
   dl.shard_docs = 50_000            # documents per output shard (<source>/<unit>-<part>.jsonl.gz)
   dl.txt_mode = "paragraph"         # plain text: one document per blank-line paragraph/line/file
@@ -32,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.filter = f = ml_collections.ConfigDict()
   f.lang = "sw"                     # target language (ISO 639-1)
-  f.lang_detector = "pycld2"        # data_pipeline/langid.py DETECTORS; chosen in data2-research.md
+  f.lang_detector = "pycld2"        # data_pipeline/langid.py DETECTORS; chosen in docs/RESEARCH.md
   f.lang_threshold = 0.5            # min share of the text in the target language (code-switching)
   f.stop_words = ("ya", "na", "wa", "katika", "kwa", "ni", "la", "za", "mwaka")
   f.min_stop_words = 2              # FineWeb-2 swh_Latn

@@ -344,9 +344,9 @@ def decide(input: Path, state: Path, *, threshold: float, num_perm: int, shingle
         else:
           lsh.insert(s, m, check_duplication=False)
         acts.append(s)
-      p = state / (name + ".json")   # written per shard: memory holds no decision lists
-      p.parent.mkdir(parents=True, exist_ok=True)
-      shards.write_json(p, [{"survivor": a} if isinstance(a, int) else a for a in acts])
+      # written per shard (write_json makes the folder): memory holds no decision lists
+      shards.write_json(state / (name + ".json"),
+                        [{"survivor": a} if isinstance(a, int) else a for a in acts])
       if os.environ.get(_KILL_DECIDE_ENV):   # test hook: SIGKILL before complete.json
         os.kill(os.getpid(), 9)
   finally:

@@ -96,10 +96,6 @@ def _rows_parquet(path: Path, text_field: str, batch: int = 1024) -> Iterator[di
     yield from b.to_pylist()
 
 
-def _rows_jsonl(path: Path, stats: shards.Stats, name: str, removed) -> Iterator[dict]:
-  yield from shards.read_shard(path, stats, name=name, removed=removed)
-
-
 def _rows_text(f, mode: str) -> Iterator[dict]:
   """Plain text: one document per file, per blank-line-separated paragraph, or per line."""
   if mode == "file":
@@ -163,7 +159,7 @@ def _rows(u: Unit, path: Path, text_field: str, txt_mode: str, stats: shards.Sta
   if n.endswith(".parquet"):
     yield from _rows_parquet(path, text_field)
   elif n.endswith(_JSONL) and u.fetch[0] != "url":
-    yield from _rows_jsonl(path, stats, f"{u.source}/{path.name}", removed)
+    yield from shards.read_shard(path, stats, name=f"{u.source}/{path.name}", removed=removed)
   elif n.endswith(".jsonl.zst"):
     try:
       import zstandard
@@ -210,12 +206,13 @@ def process_unit(args) -> tuple[str, dict]:
         rows = _rows(u, path, text_field, txt_mode, stats, rw.write)
       for i, row in enumerate(rows):
         text = row.get(text_field, row.get("text"))
+        nbytes = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
         if not counted:   # JSON Lines rows were counted (and bad lines dropped) by read_shard
           stats.docs_in += 1
-          stats.bytes_in += len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
+          stats.bytes_in += nbytes
         if not isinstance(text, str) or not text.strip():
           reason = row.get("_drop", "empty_text")
-          stats.drop(reason, len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0)
+          stats.drop(reason, nbytes)
           rw.write({"reason": reason, "where": f"{u.origin}#{i}", "doc": _jsonable(row)})
           continue
         rid = row.get("id")
@@ -232,7 +229,7 @@ def process_unit(args) -> tuple[str, dict]:
           written.append(w.path.name)
         w.write(doc)
         stats.docs_out += 1
-        stats.bytes_out += len(text.encode("utf-8", "surrogatepass"))
+        stats.bytes_out += nbytes
         if u.max_docs is not None and stats.docs_out >= u.max_docs:
           break   # before the next row is read, so in == out + dropped still holds
     except BaseException as e:
@@ -430,7 +427,7 @@ def copy_sample(out: Path) -> dict:
 def run_source(units: list[Unit], out: Path, args) -> dict:
   """Processes the units not yet marked done; returns the merged stats of all units."""
   from tqdm import tqdm
-  results, todo = {}, []
+  results = {}
   remaining = args.max_docs
   for u in units:
     m = _unit_marker(out, u)

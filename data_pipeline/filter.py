@@ -38,27 +38,6 @@ _BULLETS = ("•", "●", "▪", "‣", "·", "-", "*", "–", "—", "◦", "�
 _TERMINAL = (".", "!", "?", "…", '"', "'", "”", "’", ")", "»", ":", ";")
 
 
-def config_overrides(cfg, extra: list[str], parser: argparse.ArgumentParser) -> None:
-  """Applies `--config.section.key=value` arguments to the data config (unknown keys refused)."""
-  from swahili100 import config_lib
-  i = 0
-  while i < len(extra):
-    arg = extra[i]
-    if not arg.startswith("--config."):
-      parser.error(f"unrecognized argument {arg!r} (config overrides look like "
-                   "--config.filter.min_words=20)")
-    key, sep, text = arg[len("--config."):].partition("=")
-    if not sep:
-      if i + 1 >= len(extra):
-        parser.error(f"--config.{key} needs a value")
-      i, text = i + 1, extra[i + 1]
-    try:
-      config_lib.set_value(cfg, key, text)
-    except config_lib.ConfigError as e:
-      parser.error(str(e))
-    i += 1
-
-
 def _dups(items: list[str]) -> tuple[int, int]:
   """(number of items seen before, their characters)."""
   seen, n, chars = set(), 0, 0
@@ -99,8 +78,7 @@ class NGrams:
     k, chars = self.keys(n)
     if len(k) == 0:
       return 0
-    _, first, inverse, counts = np.unique(k, return_index=True, return_inverse=True,
-                                          return_counts=True)
+    _, first, counts = np.unique(k, return_index=True, return_counts=True)
     top = counts.max()
     if top < 2:
       return 0
@@ -154,7 +132,7 @@ class Filter:
     symbols = text.count("#") + text.count("...") + text.count("…")
     if symbols / n > c.max_symbol_word_ratio:
       return "symbol_word_ratio", {"value": round(symbols / n, 3), "threshold": c.max_symbol_word_ratio}
-    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    lines = [line for line in (x.strip() for x in text.split("\n")) if line]
     nl = max(len(lines), 1)
     frac = sum(line.startswith(_BULLETS) for line in lines) / nl
     if frac > c.max_bullet_lines:
@@ -215,12 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                  help=f"language-ID model (default {f.lang_detector})")
   p.add_argument("--min-words", type=int, default=None, help=f"default {f.min_words}")
   p.add_argument("--min-stop-words", type=int, default=None, help=f"default {f.min_stop_words}")
-  args, extra = p.parse_known_args(argv)
-  config_overrides(cfg, extra, p)
-  for flag, key in (("lang_threshold", "lang_threshold"), ("lang_detector", "lang_detector"),
-                    ("min_words", "min_words"), ("min_stop_words", "min_stop_words")):
-    if getattr(args, flag) is not None:
-      f[key] = getattr(args, flag)
+  args = shards.parse_args(p, argv, cfg, "filter",
+                    ("lang_threshold", "lang_detector", "min_words", "min_stop_words"))
   stats = shards.run_phase("filter", args.input, args.output, Filter(f), workers=args.workers,
                            max_line_bytes=args.max_line_bytes, config=f.to_dict())
   print(shards.summary(stats), file=sys.stderr)

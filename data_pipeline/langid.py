@@ -210,14 +210,13 @@ def evaluate(shared: Path, detectors=DETECTORS, threshold: float = 0.5) -> list[
     det("Habari za asubuhi")   # build outside the timing
     row = {"detector": name}
     tp = fp = n_pos = n_neg = 0
-    n, t0 = 0, time.perf_counter()
+    t0 = time.perf_counter()
     for group, items in groups.items():
       hits = 0
       for label, text in items:
         _, conf = det(text)
         keep = conf >= threshold
         hits += keep
-        n += 1
         if label == "sw":
           tp += keep
           n_pos += 1
@@ -227,7 +226,7 @@ def evaluate(shared: Path, detectors=DETECTORS, threshold: float = 0.5) -> list[
       row[group] = hits / max(len(items), 1)
     secs = time.perf_counter() - t0
     row.update(recall=tp / n_pos, fpr=fp / n_neg, precision=tp / max(tp + fp, 1),
-               ms_per_text=1e3 * secs / n, n_pos=n_pos, n_neg=n_neg)
+               ms_per_text=1e3 * secs / (n_pos + n_neg), n_pos=n_pos, n_neg=n_neg)
     rows.append(row)
   return rows
 

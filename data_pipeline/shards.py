@@ -14,7 +14,7 @@ API
       binary_file     the file is not text (NUL bytes in its first 8 KiB, not gzip)
       read_error      truncated/corrupt gzip or an OS error mid-file (one count per file)
       line_too_long   a line over `max_line_bytes` (skipped in bounded memory)
-      invalid_utf8    the line is not UTF-8 (dropped, not repaired: see data-research.md)
+      invalid_utf8    the line is not UTF-8 (dropped, not repaired: see docs/RESEARCH.md)
       malformed_json  not JSON, or JSON that is not an object (warning names file:line)
       missing_text    `text` absent or not a string
     A missing `id` becomes `"<shard name>:<line>"` (deterministic); a missing `source`
@@ -69,7 +69,7 @@ MARKER_SUFFIX = ".done"
 REMOVED_DIR = "removed"
 DEFAULT_MAX_LINE_BYTES = 8 << 20   # 8 MiB; longer lines are dropped as line_too_long
 _CHUNK = 1 << 20
-GZIP_LEVEL = 1   # 5x faster than 6 for +24% size on sw-news (data-benchmarks.md)
+GZIP_LEVEL = 1   # 5x faster than 6 for +24% size on sw-news (docs/RESEARCH.md)
 _KILL_ENV = "SWAHILI100_TEST_KILL_AFTER_SHARDS"   # test hook: SIGKILL mid-shard (see tests)
 
 
@@ -141,6 +141,13 @@ def is_shard(path: Path) -> bool:
   return path.name.endswith(SHARD_SUFFIXES) and not path.name.startswith(".")
 
 
+def _walk(root: Path) -> Iterator[Path]:
+  """Every file under `root`, skipping removed/ and hidden folders."""
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = sorted(d for d in dirnames if d != REMOVED_DIR and not d.startswith("."))
+    yield from (Path(dirpath) / f for f in filenames)
+
+
 def list_shards(root: str | os.PathLike) -> list[Path]:
   """Sorted shard files under `root` (or [root] for a file); skips removed/ and hidden dirs."""
   root = Path(root)
@@ -148,10 +155,7 @@ def list_shards(root: str | os.PathLike) -> list[Path]:
     return [root]
   if not root.is_dir():
     raise FileNotFoundError(f"input {root} does not exist: pass a folder of *.jsonl(.gz) shards")
-  out = []
-  for dirpath, dirnames, filenames in os.walk(root):
-    dirnames[:] = sorted(d for d in dirnames if d != REMOVED_DIR and not d.startswith("."))
-    out += [Path(dirpath) / f for f in filenames if is_shard(Path(f))]
+  out = [p for p in _walk(root) if is_shard(p)]
   return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 
@@ -160,12 +164,8 @@ def ignored_files(root: str | os.PathLike) -> list[Path]:
   root = Path(root)
   if not root.is_dir():
     return []
-  out = []
-  for dirpath, dirnames, filenames in os.walk(root):
-    dirnames[:] = sorted(d for d in dirnames if d != REMOVED_DIR and not d.startswith("."))
-    out += [Path(dirpath) / f for f in filenames if not is_shard(Path(f)) and not f.startswith(".")
-            and not f.endswith((MARKER_SUFFIX, ".json", ".tmp"))]
-  return sorted(out)
+  return sorted(p for p in _walk(root) if not is_shard(p) and not p.name.startswith(".")
+                and not p.name.endswith((MARKER_SUFFIX, ".json", ".tmp")))
 
 
 def shard_name(path: Path, root: Path) -> str:
@@ -202,7 +202,7 @@ def _readlines(f, max_line_bytes: int) -> Iterator[tuple[bytes | None, int]]:
     yield None, n
 
 
-def _removed_record(reason: str, doc: Any, **info) -> dict:
+def _removed_record(reason: str, doc: Any, info: dict) -> dict:
   return {"reason": reason, **info, "doc": doc}
 
 
@@ -214,7 +214,7 @@ def _drop_bad(stats: Stats, removed, reason: str, nbytes: int, doc: Any, warning
   if warning:
     stats.warn(warning)
   if removed is not None:
-    removed(_removed_record(reason, doc, **info))
+    removed(_removed_record(reason, doc, info))
 
 
 def read_shard(path: str | os.PathLike, stats: Stats, *, name: str | None = None,
@@ -271,7 +271,7 @@ def read_shard(path: str | os.PathLike, stats: Stats, *, name: str | None = None
         if not isinstance(text, str):
           _drop_bad(stats, removed, "missing_text", len(line), doc, None, where=where)
           continue
-        stats.bytes_in += len(text.encode("utf-8", "surrogatepass"))
+        stats.bytes_in += text_bytes(doc)
         if not isinstance(doc.get("id"), str) or not doc["id"]:
           if "id" in doc and doc["id"] is not None:
             doc["id"] = str(doc["id"])
@@ -385,7 +385,7 @@ def process_shard(args) -> tuple[str, dict]:
         stats.warn(f"{name}: {doc.get('id')}: {type(e).__name__}: {e}")
       if isinstance(result, Drop):
         stats.drop(result.reason, nbytes)
-        rw.write({"reason": result.reason, **result.info, "doc": doc})
+        rw.write(_removed_record(result.reason, doc, result.info))
       else:
         stats.docs_out += 1
         stats.bytes_out += text_bytes(result)
@@ -459,6 +459,23 @@ def run_phase(phase: str, input: str | os.PathLike, output: str | os.PathLike,
     out.update(extra_stats)
   write_json(output / "stats.json", out)
   return out
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, cfg, section: str,
+               flags: tuple[str, ...] = ()) -> argparse.Namespace:
+  """A data phase's command line: `parser`'s flags, then `--config.<section>.<key>=value`
+  overrides of the data config (unknown keys refused, by `config_lib`), then each flag in `flags`
+  that was given (None means not given) copied into `cfg[section]`, so explicit flags win."""
+  from swahili100 import config_lib  # noqa: PLC0415
+  args, extra = parser.parse_known_args(argv)
+  try:
+    config_lib.apply_overrides(cfg, extra, check=False)
+  except config_lib.ConfigError as e:
+    parser.error(str(e))
+  for key in flags:
+    if getattr(args, key) is not None:
+      cfg[section][key] = getattr(args, key)
+  return args
 
 
 def add_common_args(p: argparse.ArgumentParser, *, input_required: bool = True) -> None:

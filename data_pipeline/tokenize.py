@@ -24,6 +24,7 @@ for documents with no text); dropped documents go to `removed/<shard>` with thei
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -111,15 +112,17 @@ def encode_shard(args) -> tuple[str, dict]:
   return name, d
 
 
-def write_records(output: Path, names: list[str], tokenizer: str, vocab_size: int,
-                  num_shards: int, num_val_shards: int) -> dict:
+def write_records(output: Path, names: list[str], tokenizer: str, tokenizer_sha256: str,
+                  vocab_size: int, num_shards: int, num_val_shards: int) -> dict:
   """Step 2: parts -> ArrayRecord shards + manifest, in input order. Returns per-split counts."""
   dtype = records.dtype_for_vocab(vocab_size)
   plan = {"train": num_shards, "validation": num_val_shards}
-  writers = {split: [records.ShardWriter(str(output / records.shard_name(split, i, n)), dtype)
-                     for i in range(n)] for split, n in plan.items()}
   counts = {split: {"documents": 0, "tokens": 0, "bytes": 0} for split in plan}
-  try:
+  # every shard renamed into place on success, its .tmp removed if anything fails
+  with contextlib.ExitStack() as stack:
+    writers = {split: [stack.enter_context(
+        records.ShardWriter(str(output / records.shard_name(split, i, n)), dtype))
+        for i in range(n)] for split, n in plan.items()}
     for name in names:
       ids_path, meta_path, _ = _part_paths(output, name)
       ids = np.memmap(ids_path, "<u4", mode="r") if ids_path.stat().st_size else np.zeros(0, "<u4")
@@ -141,18 +144,10 @@ def write_records(output: Path, names: list[str], tokenizer: str, vocab_size: in
         raise RuntimeError(f"{ids_path}: {len(ids)} ids but its .meta lists {pos}; delete "
                            f"{output / PARTS} and rerun `swahili100 tokenize`")
       del ids
-  except BaseException:
-    for ws in writers.values():
-      for w in ws:
-        w.__exit__(RuntimeError, None, None)
-    raise
-  for ws in writers.values():
-    for w in ws:
-      w.close()
   splits = {split: records.SplitInfo([records.shard_name(split, i, n) for i in range(n)],
                                      **counts[split]) for split, n in plan.items()}
   records.write_manifest(str(output), records.Manifest(
-      dtype=dtype, tokenizer_file=str(tokenizer), tokenizer_sha256=records.sha256_file(str(tokenizer)),
+      dtype=dtype, tokenizer_file=str(tokenizer), tokenizer_sha256=tokenizer_sha256,
       vocab_size=vocab_size, special_tokens=dict(special_tokens.IDS),
       eos_id=special_tokens.EOS_ID, pad_id=special_tokens.PAD_ID, splits=splits))
   return counts
@@ -212,7 +207,8 @@ def tokenize(input: str, tokenizer: str, output: str, *, validation_fraction: fl
   bar.close()
   encode_secs = time.perf_counter() - start
   encoded_tokens = sum(results[t[1]]["notes"].get("tokens", 0) for t in todo)
-  counts = write_records(out, names, tokenizer, vocab_size, num_shards, num_val_shards)
+  counts = write_records(out, names, tokenizer, settings["tokenizer_sha256"], vocab_size,
+                         num_shards, num_val_shards)
   total = shards.Stats()
   for n in names:
     total.merge(shards.Stats.from_dict(results[n]))
@@ -232,9 +228,8 @@ def tokenize(input: str, tokenizer: str, output: str, *, validation_fraction: fl
          "encode_seconds": round(encode_secs, 3), "encoded_tokens": encoded_tokens,
          "encode_mtok_per_s": round(encoded_tokens / max(encode_secs, 1e-9) / 1e6, 3)}
   shards.write_json(out / "run.json", run)
-  st = {**st, "run": run}
-  shards.write_json(out / "stats.json", {k: v for k, v in st.items() if k != "run"})
-  return st
+  shards.write_json(out / "stats.json", st)
+  return {**st, "run": run}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,12 +244,7 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--num-shards", type=int, default=None, help=f"train shards (default {z.num_shards})")
   p.add_argument("--num-validation-shards", type=int, default=1)
   p.add_argument("--batch-docs", type=int, default=None, help=f"default {z.batch_docs}")
-  args, extra = p.parse_known_args(argv)
-  from data_pipeline.filter import config_overrides
-  config_overrides(cfg, extra, p)
-  for key in ("validation_fraction", "num_shards", "batch_docs"):
-    if getattr(args, key) is not None:
-      z[key] = getattr(args, key)
+  args = shards.parse_args(p, argv, cfg, "tokenize", ("validation_fraction", "num_shards", "batch_docs"))
   st = tokenize(args.input, args.tokenizer, args.output, validation_fraction=z.validation_fraction,
                 num_shards=z.num_shards, num_val_shards=args.num_validation_shards,
                 workers=args.workers, batch_docs=z.batch_docs, max_line_bytes=args.max_line_bytes)

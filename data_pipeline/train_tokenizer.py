@@ -117,7 +117,7 @@ def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldo
     for _, doc in shards.iter_docs(input_path, stats, max_line_bytes=max_line_bytes):
       bar.update(1)
       text = doc["text"]
-      nbytes = len(text.encode("utf-8", "surrogatepass"))
+      nbytes = shards.text_bytes(doc)
       if not text.strip():
         counts["empty"] += 1
         stats.drop("empty", nbytes)
@@ -175,12 +175,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--workers", type=int, default=0, help="training threads (0: all cores)")
   p.add_argument("--max-line-bytes", type=int, default=shards.DEFAULT_MAX_LINE_BYTES)
   p.add_argument("--force", action="store_true", help="retrain even if the report is up to date")
-  args, extra = p.parse_known_args(argv)
-  from data_pipeline.filter import config_overrides
-  config_overrides(cfg, extra, p)
-  for key in ("vocab_size", "min_frequency", "heldout_fraction", "pretokenizer"):
-    if getattr(args, key) is not None:
-      t[key] = getattr(args, key)
+  args = shards.parse_args(p, argv, cfg, "tokenizer",
+                    ("vocab_size", "min_frequency", "heldout_fraction", "pretokenizer"))
   if args.workers > 0:
     os.environ["RAYON_NUM_THREADS"] = str(args.workers)
   r = train(args.input, args.output, vocab_size=t.vocab_size, min_frequency=t.min_frequency,

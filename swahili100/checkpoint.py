@@ -1,7 +1,7 @@
 """Orbax checkpoints of a run: `<workdir>/checkpoints/<step>/{params,opt_state,meta,data}`.
 
 - params, opt_state: the sharded pytrees (`StandardSave`), restored straight into their shardings.
-- meta: step, RNG key and the config's hash (`JsonSave`).
+- meta: step and the seeds, which are the run's whole RNG state (`JsonSave`).
 - data: the Grain iterator state (`JsonSave`), so a resumed run sees exactly the next batches.
 
 Saving is asynchronous; Orbax writes each step to a temporary folder and renames it when complete,

@@ -38,11 +38,7 @@ def eval_loss_bpb(model, config, records_dir: str | None = None, max_batches: in
   graphdef, params = nnx.split(model, nnx.Param)
   step = jax.jit(functools.partial(train.eval_step, graphdef=graphdef))
   table = jnp.asarray(data.token_bytes(config.data.tokenizer, config.model.vocab_size))
-  sums = np.zeros(3)
-  for batch in data.eval_batches(config, manifest, max_batches):
-    sums += np.array([float(x) for x in step(params, batch, table)])
-  return {"loss": sums[0] / max(sums[2], 1.0), "bpb": data.bits_per_byte(sums[0], sums[1]),
-          "tokens": int(sums[2])}
+  return train.eval_metrics(step, params, data.eval_batches(config, manifest, max_batches), table)
 
 
 def _choice_logprob(forward, tok, context: str, choice: str, bucket: int = 64) -> float:

@@ -1,9 +1,9 @@
 """Sample text from a checkpoint with a KV cache: one prefill, then one jitted step per token.
 
     swahili100 generate --checkpoint runs/debug --prompt "Habari ya" --max-new-tokens 50 \
-        [--temperature 0.8 --top-p 0.95 --seed 0]
+        [--temperature 0.8 --top-p 0.95 --seed 0] [--chat]
 
-`--temperature 0` is greedy decoding. Sampling stops at `<|endoftext|>`. The prompt is encoded
+`--temperature 0` is greedy decoding. Sampling stops at `<|endoftext|>` or `<|end|>`. The prompt is encoded
 with the tokenizer of `config.data.tokenizer` as is (documents in the token records start
 without a BOS token, so none is added).
 
@@ -106,11 +106,8 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
 
   import tokenizers
-  try:
-    from swahili100 import checkpoint
-  except ImportError as e:
-    print(f"generate: swahili100.checkpoint (load_model) is not importable: {e}", file=sys.stderr)
-    return 2
+
+  from swahili100 import checkpoint
   config, model = checkpoint.load_model(args.checkpoint)
   tok_path = args.tokenizer or config.data.tokenizer
   try:

@@ -108,6 +108,15 @@ def eval_step(params, batch, token_bytes_V, *, graphdef):
   return nll, nbytes.astype(jnp.float32), n
 
 
+def eval_metrics(eval_fn, params, batches, token_bytes_V, place=lambda b: b) -> dict:
+  """{'loss', 'bpb', 'tokens'} of a jitted `eval_step` summed over `batches` (placed by `place`)."""
+  sums = np.zeros(3)
+  for batch in batches:
+    sums += np.array([float(x) for x in eval_fn(params, place(batch), token_bytes_V)])
+  return {"loss": sums[0] / max(sums[2], 1.0), "bpb": data.bits_per_byte(sums[0], sums[1]),
+          "tokens": int(sums[2])}
+
+
 class Preemption:
   """Turns SIGTERM into a flag the loop checks at each step boundary."""
 
@@ -192,15 +201,12 @@ def run(config, workdir: str, resume: str | None = None) -> int:
   peak = peak_flops(jax.devices()[0]) * jax.device_count()
 
   def evaluate(step):
-    sums = np.zeros(3)
-    for batch in data.eval_batches(config, manifest, t_cfg.eval_batches):
-      out = eval_fn(params, sharding.shard_batch(batch, mesh), token_bytes_V)
-      sums += np.array([float(x) for x in out])
-    loss = sums[0] / max(sums[2], 1.0)
-    bpb = data.bits_per_byte(sums[0], sums[1])
+    m = eval_metrics(eval_fn, params, data.eval_batches(config, manifest, t_cfg.eval_batches),
+                     token_bytes_V, lambda b: sharding.shard_batch(b, mesh))
     if is_main:
-      _log(log_path, {"step": step, "eval_loss": loss, "eval_bpb": bpb, "eval_tokens": sums[2]})
-      print(f"\nstep {step}: eval loss {loss:.4f}, bits/byte {bpb:.4f}", flush=True)
+      _log(log_path, {"step": step, "eval_loss": m["loss"], "eval_bpb": m["bpb"],
+                      "eval_tokens": m["tokens"]})
+      print(f"\nstep {step}: eval loss {m['loss']:.4f}, bits/byte {m['bpb']:.4f}", flush=True)
 
   def save(step, force=False):
     bad = int(first_bad)

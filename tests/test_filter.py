@@ -83,7 +83,7 @@ def test_thresholds_override_through_config_keys():
 
 
 def test_code_switched_swahili_is_kept_and_english_majority_dropped():
-  # Decision (data2-research.md): keep when >= 50% of the text is Swahili, so Sheng/code-switched
+  # Decision (docs/RESEARCH.md): keep when >= 50% of the text is Swahili, so Sheng/code-switched
   # Swahili stays and English with a few Swahili words goes.
   f = make_filter(min_words=0)
   mostly_sw = ("Jamani leo nimechoka sana, kazi ni nyingi na boss wangu hataki kusikia excuse "
@@ -145,7 +145,7 @@ def test_phase_accounting_removed_and_rerun(tmp_path):
   assert again == st and files() == before
 
 
-def test_cli_overrides_and_unknown_key(tmp_path):
+def test_cli_overrides_and_unknown_key(tmp_path, capsys):
   src = tmp_path / "a.jsonl"
   _write(src, [{"id": "g", "text": GOOD, "source": "t"}])
   out = tmp_path / "o"
@@ -155,12 +155,14 @@ def test_cli_overrides_and_unknown_key(tmp_path):
   assert st["docs"]["dropped"] == {"too_few_words": 1} and st["config"]["min_words"] == 500
   with pytest.raises(SystemExit):
     filt.main(["--input", str(src), "--output", str(tmp_path / "p"), "--config.filter.min_wordz=1"])
+  assert "unknown config key --config.filter.min_wordz" in capsys.readouterr().err
+  assert not (tmp_path / "p").exists()
 
 
 def test_sample_corpus_keeps_swahili_and_drops_foreign(tmp_path):
   from data_pipeline import make_sample
   out = tmp_path / "f"
-  filt.main(["--input", str(make_sample.SAMPLE_DIR), "--output", str(out)])
+  assert filt.main(["--input", str(make_sample.SAMPLE_DIR), "--output", str(out)]) == 0
   kept = {doc["id"]: doc for _, doc in shards.iter_docs(out)}
   removed = read_removed(out / "removed")
   foreign = [r for r in removed if isinstance(r.get("doc"), dict)

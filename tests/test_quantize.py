@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from swahili100 import checkpoint, generate
+from swahili100 import checkpoint, evaluate, generate
 from swahili100.export import quantize
 from tests.test_export_hf import export_config, random_model
 
@@ -78,12 +78,11 @@ def test_quantize_cli_report_load_and_generate(tiny_records, tmp_path, capsys):
   assert qmodel.layers[0].attn.q_proj.qweight[...].dtype == jnp.uint8
   assert qmodel.layers[0].attn.q_proj.qweight[...].shape == (config.model.d_model // 2,
                                                              4 * config.model.head_dim)
-  after = quantize.eval_loss_bpb(qmodel, qconfig, 2)
+  after = evaluate.eval_loss_bpb(qmodel, qconfig, max_batches=2)
   assert after["bpb"] == pytest.approx(report["after"]["bpb"], rel=1e-5)
   ids = generate.generate_ids(qmodel, [2, 30, 31], 8, eos_id=None)
   assert len(ids) == 8 and all(0 <= i < config.model.vocab_size for i in ids)
   # the CLIs run the quantized folder directly (checkpoint.load_model dispatch)
-  from swahili100 import evaluate
   capsys.readouterr()
   assert evaluate.main(["--checkpoint", out, "--metric", "loss", "--max-batches", "2",
                         "--output", str(tmp_path / "eval.json")]) == 0

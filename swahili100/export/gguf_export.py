@@ -70,7 +70,7 @@ def vocabulary(tokenizer_json: dict, vocab_size: int):
   return tokens, types, merges
 
 
-def _encode(name: str, w: np.ndarray, gguf_type: str):
+def _encode(w: np.ndarray, gguf_type: str):
   """(data, raw_dtype or None) for one tensor in the requested type."""
   import gguf  # noqa: PLC0415
   w = np.ascontiguousarray(w, np.float32)
@@ -126,7 +126,7 @@ def export_gguf(hf_dir: str, out_path: str, gguf_type: str = "f16") -> str:
   w.add_add_eos_token(False)
 
   def put(name, arr):
-    data, raw = _encode(name, arr, gguf_type)
+    data, raw = _encode(arr, gguf_type)
     w.add_tensor(name, data, raw_dtype=raw)
 
   put("token_embd.weight", sd["model.embed_tokens.weight"])

@@ -283,36 +283,6 @@ def load_quantized(path: str):
   return config, model
 
 
-# ---------------------------------------------------------------- evaluation
-
-
-def _nll_fn(model, tokens, targets, segment_ids, positions, mask):
-  logits = model(tokens, segment_ids_BT=segment_ids, positions_BT=positions)
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-  return nll * mask
-
-
-_nll = nnx.jit(_nll_fn)
-
-
-def eval_loss_bpb(model, config, max_batches: int = 8) -> dict:
-  """Validation loss (nats/token) and bits-per-byte over `max_batches` packed batches."""
-  from swahili100 import data  # noqa: PLC0415
-  manifest = data.check_manifest(config)
-  tb = data.token_bytes(config.data.tokenizer, config.model.vocab_size)
-  nats = tokens = nbytes = 0.0
-  for b in data.eval_batches(config, manifest, max_batches):
-    nll = np.asarray(_nll(model, jnp.asarray(b["inputs"]), jnp.asarray(b["targets"]),
-                          jnp.asarray(b["segment_ids"]), jnp.asarray(b["positions"]),
-                          jnp.asarray(b["mask"], jnp.float32)))
-    nats += float(nll.sum())
-    tokens += float(b["mask"].sum())
-    nbytes += float((tb[b["targets"]] * b["mask"]).sum())
-  return {"loss": nats / max(tokens, 1.0), "bpb": data.bits_per_byte(nats, nbytes),
-          "tokens": int(tokens), "bytes": int(nbytes)}
-
-
 def weight_bytes(model) -> int:
   return sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(nnx.state(model)))
 
@@ -333,21 +303,21 @@ def main(argv: list[str] | None = None) -> int:
                       help="validation batches for the before/after report (0 = skip)")
   parser.add_argument("--output", required=True)
   args = parser.parse_args(argv)
-  from swahili100 import checkpoint  # noqa: PLC0415
+  from swahili100 import checkpoint, evaluate  # noqa: PLC0415
   config, model = checkpoint.load_model(args.checkpoint)
   bits = 4 if args.precision == "int4" else 8
   report = {"checkpoint": os.path.abspath(args.checkpoint), "precision": args.precision,
             "group_size": args.group_size, "method": args.method,
             "lm_head": args.quantize_lm_head, "float_weight_bytes": weight_bytes(model)}
   if args.eval_batches:
-    report["before"] = eval_loss_bpb(model, config, args.eval_batches)
+    report["before"] = evaluate.eval_loss_bpb(model, config, max_batches=args.eval_batches)
   t0 = time.perf_counter()
   calib = train_batches(config, args.calib_batches) if args.method == "gptq" else None
   quantize_model(model, bits, args.group_size, args.method, args.quantize_lm_head, calib)
   report["quantize_seconds"] = round(time.perf_counter() - t0, 3)
   report["quant_weight_bytes"] = weight_bytes(model)
   if args.eval_batches:
-    report["after"] = eval_loss_bpb(model, config, args.eval_batches)
+    report["after"] = evaluate.eval_loss_bpb(model, config, max_batches=args.eval_batches)
     b, a = report["before"]["bpb"], report["after"]["bpb"]
     report["bpb_increase_pct"] = 100.0 * (a - b) / b
   save_quantized(model, config, args.output,
