@@ -113,7 +113,8 @@ def measure(args):
   import torch  # noqa: PLC0415
   from safetensors.numpy import load_file  # noqa: PLC0415
   from transformers import AutoModelForCausalLM  # noqa: PLC0415
-  from swahili100 import checkpoint, evaluate  # noqa: PLC0415
+  from swahili100 import checkpoint, lm  # noqa: PLC0415
+  from swahili100.evals import bpb  # noqa: PLC0415
   from swahili100.export import gguf_export, hf, onnx_export, quantize  # noqa: PLC0415
   torch.set_num_threads(2)
   config, model = checkpoint.load_model(args.checkpoint)
@@ -174,7 +175,7 @@ def measure(args):
   # segment ids, so rows attend across packed document boundaries; float ONNX on the same rows
   # is the peer, and the figure is the relative change.
   from swahili100 import data  # noqa: PLC0415
-  table = data.token_bytes(config.data.tokenizer, config.model.vocab_size)
+  table = lm.token_bytes(config.data.tokenizer, config.model.vocab_size)
   batches = list(data.eval_batches(config, data.check_manifest(config), args.eval_batches))
 
   def onnx_bpb(path):
@@ -186,7 +187,7 @@ def measure(args):
       nll = logz - np.take_along_axis(lg, b["targets"][..., None], -1)[..., 0]
       nats += float((nll * b["mask"]).sum())
       nbytes += float((table[b["targets"]] * b["mask"]).sum())
-    return data.bits_per_byte(nats, nbytes)
+    return lm.bits_per_byte(nats, nbytes)
 
   q64_path = onnx_export.quantize_int4(onnx_path, os.path.join(out, "model-int4-b64.onnx"), 64)
   b_f, b_q, b_q64 = onnx_bpb(onnx_path), onnx_bpb(q_path), onnx_bpb(q64_path)
@@ -197,7 +198,7 @@ def measure(args):
       "int4_block64_bytes": os.path.getsize(q64_path)}
 
   # JAX weight-only quantization: validation bpb before/after (the `quantize` report)
-  base = evaluate.eval_loss_bpb(model, config, max_batches=args.eval_batches)
+  base = bpb.model_bpb(model, config, max_batches=args.eval_batches)
   fig["jax_quant"] = {"float": base}
   calib = quantize.train_batches(config, args.calib_batches)
   for bits, g, method in [(4, 64, "rtn"), (4, 64, "mse"), (4, 64, "gptq"), (4, 32, "rtn"),
@@ -205,7 +206,7 @@ def measure(args):
                           (8, 64, "rtn")]:
     _, m = checkpoint.load_model(args.checkpoint)
     _, t = _timed(quantize.quantize_model, m, bits, g, method, calib_batches=calib)
-    r = evaluate.eval_loss_bpb(m, config, max_batches=args.eval_batches)
+    r = bpb.model_bpb(m, config, max_batches=args.eval_batches)
     fig["jax_quant"][f"int{bits}-g{g}-{method}"] = {
         "bpb": r["bpb"], "loss": r["loss"], "quantize_s": t,
         "bpb_increase_pct": 100 * (r["bpb"] - base["bpb"]) / base["bpb"],

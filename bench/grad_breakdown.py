@@ -3,8 +3,9 @@
     flock /tmp/swahili100-bench.lock .venv/bin/python bench/grad_breakdown.py [--config configs/debug.py]
 
 Prints forward+loss and gradient times of the config's model with 0 blocks and with all of them,
-with and without `model.CUSTOM_MATMUL_GRADS`, and the two layouts of the tied head's embedding
-gradient at the config's shape: `(h^T · dlogits)^T` as XLA folds it, and with `_keep_layout`.
+with `config.model.layout_vjps` on and off (each a config of its own, nothing patched), and the
+two layouts of the tied head's embedding gradient at the config's shape: `(h^T · dlogits)^T` as
+XLA folds it, and with `_keep_layout`.
 """
 
 import argparse
@@ -17,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 sys.path.insert(0, ".")  # run from the repo root
-from swahili100 import config_lib, train  # noqa: E402
+from swahili100 import config_lib, lm  # noqa: E402
 from swahili100 import model as model_lib  # noqa: E402
 
 
@@ -42,17 +43,16 @@ def main(argv=None):
   batch = {"inputs": jnp.asarray(tokens[:, :-1]), "targets": jnp.asarray(tokens[:, 1:]),
            "segment_ids": jnp.ones((B, T), jnp.int32), "mask": jnp.ones((B, T), jnp.int32),
            "positions": jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))}
-  loss = lambda q, g: train._sum_loss(q, g, batch, 0.0)[0]  # noqa: E731
+  loss = lambda q, g: lm.lm_loss(q, g, None, batch)[0]  # noqa: E731
   print(f"{args.config} {' '.join(overrides)}: V={V} d={D} T={T} B={B}, median ms")
-  for custom in (True, False):
-    model_lib.CUSTOM_MATMUL_GRADS = custom
+  for layout in ("on", "off"):
     for layers in (0, m.num_layers):
       c = m.copy_and_resolve_references()
-      c.num_layers = layers
+      c.update(num_layers=layers, layout_vjps=layout)
       g, params = nnx.split(model_lib.Transformer(c, rngs=nnx.Rngs(0)), nnx.Param)
       fwd = bench(jax.jit(lambda q, g=g: loss(q, g)), params)
       grad = bench(jax.jit(jax.grad(lambda q, g=g: loss(q, g))), params)
-      print(f"  custom_matmul_grads={custom!s:<5} layers={layers}: forward {fwd:6.1f}  "
+      print(f"  layout_vjps={layout:<3} layers={layers}: forward {fwd:6.1f}  "
             f"gradient {grad:6.1f}  ({grad / fwd:.1f}x)")
   h_MD = jax.random.normal(jax.random.key(0), (B * T, D))
   dl_MV = jax.random.normal(jax.random.key(1), (B * T, V))

@@ -2,11 +2,13 @@
 
     python bench/train_step.py --config configs/debug.py [--config.data.batch_size=8 ...] [--reps 10]
 
-Times our full optimizer step (forward, backward, clipping, AdamW: `swahili100.train.train_step`
-jitted with `jax.jit`) on a fixed random batch. On CPU it also times, interleaved in the same
+Times our full optimizer step (forward, backward, clipping, AdamW: `swahili100.lm.train_step`
+with the language-model loss, jitted with `jax.jit`, as the engine runs it) on a fixed random
+batch. Model switches come from the config (`--config.model.layout_vjps=off` ...), resolved for
+this platform as training resolves them. On CPU it also times, interleaved in the same
 process, a `transformers` `LlamaForCausalLM` of identical shape doing forward + backward + AdamW
 on the same batch with 2 torch threads, and prints ours/peer throughput as a ratio (> 1: ours
-faster). On GPU/TPU it prints tokens/s and MFU (PaLM convention, see `train.flops_per_token`).
+faster). On GPU/TPU it prints tokens/s and MFU (PaLM convention, see `flops.flops_per_token`).
 """
 
 import argparse
@@ -22,11 +24,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from swahili100 import config_lib, model as model_lib, optim, train  # noqa: E402
+from swahili100 import config_lib, flops, lm, model as model_lib, optim  # noqa: E402
 
 
 def ours(config, tokens):
-  m = model_lib.Transformer(config.model, rngs=nnx.Rngs(0))
+  m = model_lib.Transformer(model_lib.resolve(config.model), rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(m, nnx.Param)
   tx, _ = optim.make(config.optim, config.train.num_steps)
   opt_state = tx.init(params)
@@ -35,14 +37,14 @@ def ours(config, tokens):
            "segment_ids": jnp.ones((B, T), jnp.int32),
            "positions": jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T)),
            "mask": jnp.ones((B, T), jnp.int32)}
-  step = jax.jit(functools.partial(train.train_step, graphdef=graphdef, tx=tx,
-                                   grad_accum=config.optim.grad_accum, z_loss=config.optim.z_loss),
-                 donate_argnums=(0, 1))
+  loss_fn = functools.partial(lm.lm_loss, z_loss=config.optim.z_loss)
+  step = jax.jit(functools.partial(lm.train_step, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
+                                   grad_accum=config.optim.grad_accum), donate_argnums=(0, 1))
   state = {"p": params, "o": opt_state, "bad": jnp.int32(-1)}
 
   def run():
     state["p"], state["o"], state["bad"], metrics = step(state["p"], state["o"], state["bad"],
-                                                         batch, jnp.int32(0))
+                                                         batch, jnp.int32(0), None)
     jax.block_until_ready(metrics["loss"])
   return run
 
@@ -98,15 +100,15 @@ def main(argv=None):
       f()
       times[k].append(time.perf_counter() - t0)
   med = {k: float(np.median(v)) for k, v in times.items()}
-  flops = train.flops_per_token(config.model, T) * B * T
-  peak = train.peak_flops(jax.devices()[0])
+  step_flops = flops.flops_per_token(config.model, T) * B * T
+  peak = flops.peak_flops(jax.devices()[0]) * jax.device_count()
   m = config.model
   print(f"{args.config} {' '.join(overrides)}: V={V} d={m.d_model} L={m.num_layers} "
         f"H={m.num_heads} K={m.num_kv_heads} F={m.mlp_dim} T={T} B={B} {m.dtype} on "
         f"{jax.devices()[0].device_kind}, median of {args.reps}")
   for k, s in med.items():
     print(f"  {k:<6} {s * 1e3:8.1f} ms/step  {B * T / s:10,.0f} tokens/s"
-          + (f"  MFU {flops / s / peak:.1%}" if k == "ours" else ""))
+          + (f"  MFU {step_flops / s / peak:.1%}" if k == "ours" else ""))
   if "torch" in med:
     print(f"  ours/torch throughput: {med['torch'] / med['ours']:.2f}x")
   return 0

@@ -1,6 +1,8 @@
 """Defaults for the data pipeline (phases 1-4); every threshold a phase applies lives here.
 
-Command:  swahili100 clean --input data/raw --output data/cleaned   (flags override these)
+Command:  swahili100 clean --input data/raw --output data/cleaned [--config.clean.min_chars=80]
+Every data phase accepts `--config.<section>.<key>=value` for any key below (data_pipeline/shards.py
+`parse_cli`); a phase's own flags (e.g. clean --min-chars) set the key of their name and win.
 The FineWeb-2 `swh_Latn` filter thresholds are from FineWeb-2's published per-language configs.
 """
 
@@ -9,9 +11,19 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.runner = r = ml_collections.ConfigDict()   # the unit runner of every phase (shards.run_units)
+  r.workers = 1                     # worker processes over units (shards, download files)
+  r.max_line_bytes = 8 << 20        # longer input lines are dropped as line_too_long (8 MiB)
+  r.start_method = "fork"           # worker start method; tokenize uses tokenize.start_method
+
   c.download = dl = ml_collections.ConfigDict()
   dl.shard_docs = 50_000            # documents per output shard (<source>/<unit>-<part>.jsonl.gz)
   dl.txt_mode = "paragraph"         # plain text: one document per blank-line paragraph/line/file
+  dl.max_docs = None                # stop each source after this many documents (None: all)
+  dl.licence = "unknown (local files)"   # --source local: licence written on every document
+  dl.revision = None                # Hub revision (None: each source's own, resolved to a commit)
+  dl.cache_dir = None               # Hub cache folder (None: huggingface_hub's HF_HUB_CACHE)
+  dl.text_field = "text"            # row field that holds the text
 
   c.clean = k = ml_collections.ConfigDict()
   k.min_chars = 50                  # shorter cleaned documents are dropped (too_short)
@@ -27,6 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.shingle = 5                     # word n-gram size of shingles
   d.batch = 512                     # documents per signature batch (per worker task)
   d.seed = 1                        # MinHash permutation seed (datasketch-compatible)
+  d.index = None                    # persistent index across runs: a folder or redis://host:port/db
 
   c.filter = f = ml_collections.ConfigDict()
   f.lang = "sw"                     # target language (ISO 639-1)
@@ -57,9 +70,26 @@ def get_config() -> ml_collections.ConfigDict:
   t.pretokenizer = "gpt2"           # gpt2 (GGUF export maps only this) | swahili (ng'ombe whole)
   t.heldout_fraction = 0.05         # documents (by id hash) held out for the report
   t.max_heldout_docs = 2000         # cap on held-out documents evaluated in the report
+  t.threads = 0                     # training threads (0: all cores), via RAYON_NUM_THREADS
 
   c.tokenize = z = ml_collections.ConfigDict()
   z.validation_fraction = 0.01      # documents (by id hash) in the validation split
   z.num_shards = 8                  # ArrayRecord shards of the train split
+  z.num_validation_shards = 1       # ArrayRecord shards of the validation split
   z.batch_docs = 512                # documents per encode_batch call
+  z.start_method = "spawn"          # a forked child of a process that ran tokenizers is 1-threaded
+
+  c.plan = p = ml_collections.ConfigDict()   # data_pipeline/plan_data.py (swahili100 plan-data)
+  p.rule = "muennighoff"            # muennighoff (equal epochs, capped) | rehydrate (FineWeb-2)
+  p.tokens = 2.097152e9             # training budget: configs/swahili_base.py 16,000 x 64 x 2048
+  p.max_epochs = 16.0               # cap per source: Muennighoff et al. 2023, ~worthless beyond
+  p.warn_epochs = 4.0               # up to ~4 epochs of repeats cost little (ibid.); more is warned
+  p.source_max_epochs = ""          # per-source caps under max_epochs, e.g. "cc100=1,wikipedia=8"
+  p.r_d_star = 15.4                 # fitted R_D* of D' = U + U R*(1 - exp(-R/R*)) (ibid., 15.39)
+  p.bytes_per_token = 4.93          # without --records: sw-news held out, 16,384 BPE (RESEARCH.md)
+  p.split = "train"                 # with --records: the split whose tokens the loader samples
+  # FineWeb-2 rehydration (github.com/huggingface/fineweb-2 README): copies of a document by the
+  # size of its dedup cluster, from each key up to the next: 1, 2, 3-4 -> 3, 5-99 -> 5,
+  # 100-999 -> 8, 1000+ -> 1 (very large clusters are assumed to be spam/boilerplate).
+  p.rehydrate = {"1": 1, "2": 2, "3": 3, "5": 5, "100": 8, "1000": 1}
   return c

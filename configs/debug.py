@@ -25,8 +25,10 @@ def get_config() -> ml_collections.ConfigDict:
   m.tie_embeddings = True      # share the input embedding with the output head
   m.init_std = 0.02            # normal init std for weights
   m.dtype = "float32"          # compute dtype; parameters are always float32
-  m.attention = "reference"    # reference | cudnn (GPU) | splash (TPU) | auto
+  m.attention = "reference"    # reference | cudnn (GPU) | splash (TPU) | auto (by mesh platform)
   m.remat = "none"             # none | full | dots (rematerialization policy per block)
+  m.layout_vjps = "auto"       # on | off | auto (= on for CPU only): XLA:CPU weight-grad layouts
+  m.causal_chunks = 4          # reference attention: query chunks skipping the upper triangle
 
   c.data = d = ml_collections.ConfigDict()
   d.records_dir = "demo_out/records"               # token records (manifest.json + shards)
@@ -57,13 +59,23 @@ def get_config() -> ml_collections.ConfigDict:
   t.log_every = 10             # steps between training.jsonl lines
   t.eval_every = 100           # steps between validation passes (0 = only at the end)
   t.eval_batches = 8           # validation batches per pass (-1 = whole split)
+  t.eval_tasks = ""            # tasks also run at eval steps, e.g. "xcopa,sib200" (evals/tasks.py)
+  t.eval_data = ""             # their files, "xcopa=PATH,sib200=PATH" (TASK=hub: public test)
+  t.eval_limit = 0             # items per task at eval steps (0 = all)
   t.checkpoint_every = 100     # steps between checkpoints
   t.keep_last = 2              # newest checkpoints kept
   t.keep_every = 0             # also keep every N-th step forever (0 = off)
+  t.init_from = ""             # checkpoint whose parameters start training ("" = fresh init)
+  t.barrier_timeout_s = 1800   # every cross-process wait (checkpoint, restore) gives up after this
 
   c.mesh = x = ml_collections.ConfigDict()
   x.data = -1                  # data-parallel axis (-1 = remaining devices)
   x.fsdp = 1                   # parameter/optimizer sharding axis
   x.tensor = 1                 # heads / MLP hidden sharding axis
-  x.distributed = False        # call jax.distributed.initialize() (multi-host)
+  x.distributed = False        # call jax.distributed.initialize() with cluster auto-detection
+  x.coordinator_address = ""   # "host:port" of process 0: several processes, set explicitly
+  x.num_processes = 0          # with coordinator_address: how many processes (0 = auto)
+  x.process_id = -1            # with coordinator_address: this process (-1 = auto)
+  x.heartbeat_timeout_s = 100  # a process silent this long is declared dead; the others exit
+  x.init_timeout_s = 300       # how long processes wait for each other at start
   return c

@@ -1,6 +1,7 @@
 """Phase 2: normalize and clean text shards.
 
   swahili100 clean --input data/raw --output data/cleaned [--min-chars 50] [--workers 2]
+      [--config.clean.<key>=<value> ...]
 
 Per document, in order: ftfy mojibake repair + NFC; HTML tags/entities out; control and
 zero-width characters out; Swahili apostrophe unification (ng’ombe, ngʼombe, ng`ombe -> ng'ombe);
@@ -18,7 +19,6 @@ import re
 import sys
 import unicodedata
 
-from configs import data as data_config
 from data_pipeline import shards
 
 _SCRIPT = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>", re.I | re.S)
@@ -102,19 +102,19 @@ def clean_doc(doc: dict, cfg) -> dict | shards.Drop:
   return doc
 
 
+def _flags(p: argparse.ArgumentParser, cfg) -> None:
+  p.add_argument("--min-chars", type=int, default=None, help=f"default {cfg.clean.min_chars}")
+  p.add_argument("--no-mask-pii", dest="mask_pii", action="store_false", default=None,
+                 help="keep e-mails and phone numbers")
+
+
 def main(argv: list[str] | None = None) -> int:
-  cfg = data_config.get_config()
-  p = argparse.ArgumentParser(prog="swahili100 clean", description=__doc__.split("\n")[0])
-  shards.add_common_args(p)
-  p.add_argument("--min-chars", type=int, default=cfg.clean.min_chars)
-  p.add_argument("--no-mask-pii", action="store_true", help="keep e-mails and phone numbers")
-  args = p.parse_args(argv)
-  cfg.clean.min_chars = args.min_chars
-  cfg.clean.mask_pii = not args.no_mask_pii
-  c = cfg.clean.to_dict()
+  args, cfg = shards.parse_cli(argv, "clean", __doc__, "clean", _flags)
+  r = cfg.runner
   fn = functools.partial(clean_doc, cfg=cfg.clean)
-  stats = shards.run_phase("clean", args.input, args.output, fn, workers=args.workers,
-                           max_line_bytes=args.max_line_bytes, config=c)
+  stats = shards.run_phase("clean", args.input, args.output, fn, workers=r.workers,
+                           max_line_bytes=r.max_line_bytes, start_method=r.start_method,
+                           config=cfg.clean.to_dict())
   print(shards.summary(stats), file=sys.stderr)
   return 0
 

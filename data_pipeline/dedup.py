@@ -4,12 +4,15 @@
   swahili100 dedup ... --index data/dedup-index           # persistent index across runs (folder)
   swahili100 dedup ... --index redis://localhost:6379/0   # ... or datasketch's Redis storage
 
-Pass 1 (worker processes over shards): per document a 16-byte exact key (blake2b of the
-lower-cased, whitespace-collapsed text) and a MinHash signature of its word `shingle`-grams,
-computed in batches with numpy using datasketch's own "affine32" permutations and fmix pre-mix,
-so the values equal `datasketch.MinHash(scheme="affine32").update_batch(...)` on the same shingle
-hashes and feed `MinHashLSH` as `LeanMinHash` objects.
-Pass 2 (main process, input order): exact duplicates of an earlier document are dropped
+Pass 1 (`shards.run_units` over shards in worker processes, resumable: one
+`.dedup/signatures/<shard>.npz` and marker per shard, deleted once the decisions are final): per
+document a 16-byte exact key (blake2b of the lower-cased, whitespace-collapsed text) and a MinHash
+signature of its word `shingle`-grams, computed in batches with numpy using datasketch's own
+"affine32" permutations and fmix pre-mix, so the values equal
+`datasketch.MinHash(scheme="affine32").update_batch(...)` on the same shingle hashes and feed
+`MinHashLSH` as `LeanMinHash` objects.
+Pass 2 (main process, input order, each shard as soon as its signatures and those of the shards
+before it are in): exact duplicates of an earlier document are dropped
 (`exact_duplicate`); otherwise the LSH is queried, candidates are verified with the signature
 Jaccard estimate >= threshold, and a match drops the document (`near_duplicate`) in favour of
 the earliest survivor. Only survivors enter the index, so each cluster is a star around its
@@ -25,20 +28,20 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from configs import data as data_config
 from data_pipeline import shards
 
 _SHINGLE_MUL = np.uint32(0x9E3779B1)
 _BATCH_CHARS = 1 << 20   # a signature batch ends at `batch` docs or 1M characters (bounded memory)
 _CHUNK_SHINGLES = 1 << 10   # [1024, num_perm] uint32 = 512 KiB: stays in L2 (6x faster than 64K)
 STATE_DIR = ".dedup"
-_KILL_DECIDE_ENV = "SWAHILI100_TEST_KILL_IN_DECIDE"   # test hook (tests/test_shards.py)
+SIG_DIR = "signatures"   # under STATE_DIR: pass 1's output per shard, deleted once decided
 
 
 def exact_key(text: str) -> bytes:
@@ -177,6 +180,29 @@ def _shard_signatures(args):
   return name, ids, keys, sig
 
 
+def _signature_unit(args) -> dict:
+  """Pass 1 unit: one shard's ids, exact keys and signatures -> `<folder>/<shard>.npz`."""
+  *shard_args, folder, key = args
+  name, ids, keys, sig = _shard_signatures(tuple(shard_args))
+  enc = [i.encode("utf-8", "surrogatepass") for i in ids]   # ids exactly, any characters
+  f = folder / (name + ".npz")
+  f.parent.mkdir(parents=True, exist_ok=True)
+  tmp = f.with_name(f.name + ".tmp")
+  with open(tmp, "wb") as fh:
+    np.savez(fh, ids=np.frombuffer(b"".join(enc), np.uint8),
+             id_bytes=np.array([len(e) for e in enc], np.int64),
+             keys=np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 16), sigs=sig)
+  os.replace(tmp, f)
+  return {"docs": len(ids), "run_key": key}
+
+
+def _load_signatures(path: Path) -> tuple[list[str], list[bytes], np.ndarray]:
+  with np.load(path) as z:
+    blob, ends = z["ids"].tobytes(), np.cumsum(z["id_bytes"]).tolist()
+    ids = [blob[a:b].decode("utf-8", "surrogatepass") for a, b in zip([0] + ends[:-1], ends)]
+    return ids, [k.tobytes() for k in z["keys"]], z["sigs"]
+
+
 class LocalIndex:
   """Persistent index in a folder: one `runs/<run key>.npz` (survivor ids + signatures) per run.
 
@@ -245,13 +271,20 @@ def run_key(paths: list[Path], conf: dict) -> str:
 
 
 def decide(input: Path, state: Path, *, threshold: float, num_perm: int, shingle: int, seed: int,
-           batch: int, workers: int, max_line_bytes: int, index: str | None = None) -> dict:
-  """Passes 1-2: writes one decision list per shard under `state`; returns summary counts."""
+           batch: int, workers: int, max_line_bytes: int, sig_key: str,
+           index: str | None = None, start_method: str = "fork") -> dict:
+  """Passes 1-2: writes one decision list per shard under `state`; returns summary counts.
+
+  Pass 1 is a resumable `run_units` phase (signatures per shard under `state/signatures`, valid
+  for the run key `sig_key`), so a run killed in pass 2 does not recompute them. Pass 2 decides
+  each shard, in input order, as soon as it and the shards before it have their signatures."""
   from datasketch import LeanMinHash, MinHashLSH
   from tqdm import tqdm
   paths = shards.list_shards(input)
-  names = [shards.shard_name(p, input) for p in paths]
-  tasks = [(p, n, max_line_bytes, shingle, num_perm, seed, batch) for p, n in zip(paths, names)]
+  sig_dir = state / SIG_DIR
+  tasks = shards.shard_tasks(input, sig_dir, lambda p, n: (
+      p, n, max_line_bytes, shingle, num_perm, seed, batch, sig_dir, sig_key))
+  position = {t.name: k for k, t in enumerate(tasks)}
   conf = {"num_perm": num_perm, "seed": seed, "shingle": shingle, "scheme": "affine32"}
   redis_index = local = None
   if index and index.startswith("redis://"):
@@ -278,10 +311,9 @@ def decide(input: Path, state: Path, *, threshold: float, num_perm: int, shingle
   cluster: list[int] = []
   state.mkdir(parents=True, exist_ok=True)
   n_exact = n_near = n_earlier = 0
-  t0 = time.time()
-  bar = tqdm(total=len(tasks), desc="dedup signatures", unit="shard", file=sys.stderr,
+  decide_secs = 0.0
+  bar = tqdm(total=len(tasks), desc="dedup decisions", unit="shard", file=sys.stderr,
              disable=None)
-  results = shards.pool_map(_shard_signatures, tasks, workers, ordered=True)   # any N: same order
 
   def candidate(c, doc_id):
     """(survivor number or None, id, signature) of an LSH candidate; None to ignore it."""
@@ -298,60 +330,67 @@ def decide(input: Path, state: Path, *, threshold: float, num_perm: int, shingle
     sg = redis_index.signature(c)
     return None if sg is None else (None, c, sg)
 
-  try:
-    for name, ids, keys, sig in results:
-      bar.update(1)
-      acts: list = []
-      for pos, (doc_id, key) in enumerate(zip(ids, keys)):
-        s = exact.get(key)
+  def decide_shard(name: str, _) -> None:
+    """One shard's decisions, in input order: they do not depend on --workers."""
+    nonlocal sigs, n_exact, n_near, n_earlier, decide_secs
+    t0 = time.perf_counter()
+    ids, keys, sig = _load_signatures(sig_dir / (name + ".npz"))
+    acts: list = []
+    for pos, (doc_id, key) in enumerate(zip(ids, keys)):
+      s = exact.get(key)
+      if s is not None:
+        n_exact += 1
+        cluster[s] += 1
+        acts.append({"drop": "exact_duplicate", "of": survivors[s], "jaccard": 1.0})
+        continue
+      m = LeanMinHash(seed=seed, hashvalues=sig[pos], scheme="affine32")
+      best = None   # (survivor number or None, id, jaccard); earliest survivor wins
+      for c in lsh.query(m):
+        got = candidate(c, doc_id)
+        if got is None:
+          continue
+        s, of, sg = got
+        j = float(np.mean(sg == sig[pos]))
+        if j < threshold:
+          continue
+        rank = (0, s) if s is not None else (1, of)   # this run's earliest first, then by id
+        if best is None or rank < best[0]:
+          best = (rank, s, of, j)
+      if best is not None:
+        _, s, of, j = best
+        n_near += 1
         if s is not None:
-          n_exact += 1
           cluster[s] += 1
-          acts.append({"drop": "exact_duplicate", "of": survivors[s], "jaccard": 1.0})
-          continue
-        m = LeanMinHash(seed=seed, hashvalues=sig[pos], scheme="affine32")
-        best = None   # (survivor number or None, id, jaccard); earliest survivor wins
-        for c in lsh.query(m):
-          got = candidate(c, doc_id)
-          if got is None:
-            continue
-          s, of, sg = got
-          j = float(np.mean(sg == sig[pos]))
-          if j < threshold:
-            continue
-          rank = (0, s) if s is not None else (1, of)   # this run's earliest first, then by id
-          if best is None or rank < best[0]:
-            best = (rank, s, of, j)
-        if best is not None:
-          _, s, of, j = best
-          n_near += 1
-          if s is not None:
-            cluster[s] += 1
-          else:
-            n_earlier += 1
-          acts.append({"drop": "near_duplicate", "of": of, "jaccard": round(j, 4)})
-          continue
-        s = len(survivors)
-        survivors.append(doc_id)
-        by_id[doc_id] = s
-        cluster.append(1)
-        exact[key] = s
-        if s == len(sigs):
-          sigs = np.concatenate([sigs, np.empty_like(sigs)])
-        sigs[s] = sig[pos]
-        if redis_index is not None:
-          redis_index.insert(doc_id, m, sig[pos])
         else:
-          lsh.insert(s, m, check_duplication=False)
-        acts.append(s)
-      # written per shard (write_json makes the folder): memory holds no decision lists
-      shards.write_json(state / (name + ".json"),
-                        [{"survivor": a} if isinstance(a, int) else a for a in acts])
-      if os.environ.get(_KILL_DECIDE_ENV):   # test hook: SIGKILL before complete.json
-        os.kill(os.getpid(), 9)
+          n_earlier += 1
+        acts.append({"drop": "near_duplicate", "of": of, "jaccard": round(j, 4)})
+        continue
+      s = len(survivors)
+      survivors.append(doc_id)
+      by_id[doc_id] = s
+      cluster.append(1)
+      exact[key] = s
+      if s == len(sigs):
+        sigs = np.concatenate([sigs, np.empty_like(sigs)])
+      sigs[s] = sig[pos]
+      if redis_index is not None:
+        redis_index.insert(doc_id, m, sig[pos])
+      else:
+        lsh.insert(s, m, check_duplication=False)
+      acts.append(s)
+    # written per shard (write_json makes the folder): memory holds no decision lists
+    shards.write_json(state / (name + ".json"),
+                      [{"survivor": a} if isinstance(a, int) else a for a in acts])
+    bar.update(1)
+    decide_secs += time.perf_counter() - t0
+    shards.event("decide_shard_done", shard=name, index=position[name])
+
+  try:
+    shards.run_units(tasks, _signature_unit, workers=workers, start_method=start_method,
+                     desc="dedup signatures", valid=lambda t, d: d.get("run_key") == sig_key,
+                     in_order=decide_shard)
   finally:
     bar.close()
-    results.close()
   np.save(state / "clusters.tmp.npy", np.asarray(cluster, dtype=np.int64))
   os.replace(state / "clusters.tmp.npy", state / "clusters.npy")
   if local is not None:
@@ -360,7 +399,7 @@ def decide(input: Path, state: Path, *, threshold: float, num_perm: int, shingle
              "near_duplicates_of_earlier_runs": n_earlier,
              "clusters_with_duplicates": sum(c > 1 for c in cluster),
              "largest_cluster": max(cluster, default=0)}
-  print(f"dedup: decisions in {time.time() - t0:.1f} s", file=sys.stderr)
+  print(f"dedup: decisions in {decide_secs:.1f} s", file=sys.stderr)
   shards.write_json(state / "complete.json", summary)
   return summary
 
@@ -387,20 +426,24 @@ class Apply:
     return doc
 
 
-def main(argv: list[str] | None = None) -> int:
-  cfg = data_config.get_config().dedup
-  p = argparse.ArgumentParser(prog="swahili100 dedup", description=__doc__.split("\n")[0])
-  shards.add_common_args(p)
-  p.add_argument("--threshold", type=float, default=cfg.threshold, help="LSH Jaccard threshold")
-  p.add_argument("--num-perm", type=int, default=cfg.num_perm)
-  p.add_argument("--shingle", type=int, default=cfg.shingle, help="word n-gram size")
+def _flags(p: argparse.ArgumentParser, cfg) -> None:
+  d = cfg.dedup
+  p.add_argument("--threshold", type=float, default=None,
+                 help=f"LSH Jaccard threshold (default {d.threshold})")
+  p.add_argument("--num-perm", type=int, default=None, help=f"default {d.num_perm}")
+  p.add_argument("--shingle", type=int, default=None,
+                 help=f"word n-gram size (default {d.shingle})")
   p.add_argument("--index", default=None,
                  help="persistent index across runs: a folder, or redis://host:port/db")
-  args = p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+  args, cfg = shards.parse_cli(argv, "dedup", __doc__, "dedup", _flags)
+  d, r = cfg.dedup, cfg.runner
   inp, out = Path(args.input), Path(args.output)
   state = out / STATE_DIR
-  conf = {"threshold": args.threshold, "num_perm": args.num_perm, "shingle": args.shingle,
-          "seed": cfg.seed, "batch": cfg.batch, "index": args.index, "scheme": "affine32"}
+  conf = {"threshold": d.threshold, "num_perm": d.num_perm, "shingle": d.shingle,
+          "seed": d.seed, "batch": d.batch, "index": d.index, "scheme": "affine32"}
   done, key_file = state / "complete.json", state / "run_key"
   key = run_key(shards.list_shards(inp), conf)
   if done.exists():   # rerun: decisions are final; only unfinished shards are rewritten
@@ -411,12 +454,14 @@ def main(argv: list[str] | None = None) -> int:
   else:
     state.mkdir(parents=True, exist_ok=True)
     key_file.write_text(key)
-    summary = decide(inp, state, threshold=args.threshold, num_perm=args.num_perm,
-                     shingle=args.shingle, seed=cfg.seed, batch=cfg.batch, workers=args.workers,
-                     max_line_bytes=args.max_line_bytes, index=args.index)
-  stats = shards.run_phase("dedup", inp, out, Apply(state), workers=args.workers,
-                           max_line_bytes=args.max_line_bytes, config=conf,
-                           extra_stats={"dedup": summary})
+    summary = decide(inp, state, threshold=d.threshold, num_perm=d.num_perm, shingle=d.shingle,
+                     seed=d.seed, batch=d.batch, workers=r.workers,
+                     max_line_bytes=r.max_line_bytes, sig_key=key, index=d.index,
+                     start_method=r.start_method)
+  shutil.rmtree(state / SIG_DIR, ignore_errors=True)   # decisions are final: signatures unused
+  stats = shards.run_phase("dedup", inp, out, Apply(state), workers=r.workers,
+                           max_line_bytes=r.max_line_bytes, start_method=r.start_method,
+                           config=conf, extra_stats={"dedup": summary})
   print(shards.summary(stats), file=sys.stderr)
   return 0
 

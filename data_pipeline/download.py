@@ -34,7 +34,6 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from configs import data as data_config
 from data_pipeline import shards
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
@@ -154,12 +153,13 @@ def _fetch(u: Unit, out: Path) -> Path:
 
 
 def _rows(u: Unit, path: Path, text_field: str, txt_mode: str, stats: shards.Stats,
-          removed) -> Iterator[dict]:
+          removed, max_line_bytes: int) -> Iterator[dict]:
   n = path.name
   if n.endswith(".parquet"):
     yield from _rows_parquet(path, text_field)
   elif n.endswith(_JSONL) and u.fetch[0] != "url":
-    yield from shards.read_shard(path, stats, name=f"{u.source}/{path.name}", removed=removed)
+    yield from shards.read_shard(path, stats, name=f"{u.source}/{path.name}", removed=removed,
+                                 max_line_bytes=max_line_bytes)
   elif n.endswith(".jsonl.zst"):
     try:
       import zstandard
@@ -186,9 +186,9 @@ def _rows_jsonl_stream(f) -> Iterator[dict]:
     yield d if isinstance(d, dict) else {"_drop": "malformed_json", "raw": line[:1000]}
 
 
-def process_unit(args) -> tuple[str, dict]:
-  """Worker: fetch one unit, stream its rows into shards, then write its marker (last)."""
-  u, out, text_field, txt_mode, shard_docs = args
+def process_unit(args) -> dict:
+  """Worker: fetch one unit and stream its rows into shards; returns its stats (the marker)."""
+  u, out, text_field, txt_mode, shard_docs, max_line_bytes = args
   stats = shards.Stats()
   folder = out / u.source
   removed_path = out / shards.REMOVED_DIR / u.source / (u.key + ".jsonl.gz")
@@ -203,7 +203,7 @@ def process_unit(args) -> tuple[str, dict]:
   with shards.ShardWriter(removed_path) as rw:
     try:
       if path is not None:
-        rows = _rows(u, path, text_field, txt_mode, stats, rw.write)
+        rows = _rows(u, path, text_field, txt_mode, stats, rw.write, max_line_bytes)
       for i, row in enumerate(rows):
         text = row.get(text_field, row.get("text"))
         nbytes = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
@@ -230,6 +230,7 @@ def process_unit(args) -> tuple[str, dict]:
         w.write(doc)
         stats.docs_out += 1
         stats.bytes_out += nbytes
+        shards.event("unit_progress", docs=stats.docs_out)
         if u.max_docs is not None and stats.docs_out >= u.max_docs:
           break   # before the next row is read, so in == out + dropped still holds
     except BaseException as e:
@@ -238,9 +239,7 @@ def process_unit(args) -> tuple[str, dict]:
       raise
     if w is not None:
       w.__exit__(None, None, None)
-  d = {**stats.to_dict(), "origin": u.origin, "licence": u.licence, "shards": written}
-  shards.write_json(_unit_marker(out, u), d)
-  return u.key, d
+  return {**stats.to_dict(), "origin": u.origin, "licence": u.licence, "shards": written}
 
 
 def _jsonable(v):
@@ -340,11 +339,12 @@ def unit_key(rel: str) -> str:
   return re.sub(r"[^\w.-]+", "_", stem).strip("_") or "unit"
 
 
-def units_for(src: Source, out: Path, args) -> tuple[list[Unit], dict]:
-  """The units (files) of one source and its provenance record; raises SourceUnavailable."""
+def units_for(src: Source, out: Path, dl) -> tuple[list[Unit], dict]:
+  """The units (files) of one source and its provenance record; raises SourceUnavailable.
+  `dl` is the `download` section of configs/data.py (cache_dir, revision)."""
   if src.kind == "hf":
-    commit, files = resolve_hf(src, cache_dir=args.cache_dir, revision=args.revision)
-    units = [Unit(src.name, unit_key(f), ("hf", src.repo, f, commit, args.cache_dir),
+    commit, files = resolve_hf(src, cache_dir=dl.cache_dir, revision=dl.revision)
+    units = [Unit(src.name, unit_key(f), ("hf", src.repo, f, commit, dl.cache_dir),
                   f"hf://datasets/{src.repo}@{commit}/{f}", src.licence) for f in files]
     return units, {"repo": src.repo, "revision": commit, "files": files, "licence": src.licence}
   if src.kind == "url":
@@ -357,7 +357,7 @@ def units_for(src: Source, out: Path, args) -> tuple[list[Unit], dict]:
     return ([Unit(src.name, unit_key(Path(src.url).name), ("url", src.url), src.url, src.licence)],
             {"url": src.url, "licence": src.licence})
   if src.kind == "tfds":
-    return [Unit(src.name, "00000", ("tfds", src.tfds_name, args.cache_dir),
+    return [Unit(src.name, "00000", ("tfds", src.tfds_name, dl.cache_dir),
                  f"tfds://{src.tfds_name}", src.licence)], {"tfds": src.tfds_name,
                                                              "licence": src.licence}
   raise ValueError(f"source {src.name}: unknown kind {src.kind!r}")
@@ -424,66 +424,69 @@ def copy_sample(out: Path) -> dict:
                                             "files": files, "licence": "project licence"}}
 
 
-def run_source(units: list[Unit], out: Path, args) -> dict:
-  """Processes the units not yet marked done; returns the merged stats of all units."""
-  from tqdm import tqdm
-  results = {}
-  remaining = args.max_docs
-  for u in units:
-    m = _unit_marker(out, u)
-    if m.exists():
-      d = json.loads(m.read_text())
-      if d.get("origin") != u.origin:   # another commit/URL/file: redo the unit
-        continue
-      results[u.key] = d
-      if remaining is not None:
-        remaining -= results[u.key]["docs"]["out"]
-  bar = tqdm(total=len(units), initial=len(results), desc=f"download {units[0].source}",
-             unit="file", file=sys.stderr, disable=None)
-  todo = [u for u in units if u.key not in results]
-  task = lambda u: (u, out, args.text_field, args.txt_mode, args.shard_docs)  # noqa: E731
-  if args.max_docs is not None:   # a global cap needs the units in order: sequential
-    for u in todo:
-      if remaining <= 0:
-        break
-      u = dataclasses.replace(u, max_docs=remaining)
-      k, d = process_unit(task(u))
-      results[k] = d
-      remaining -= d["docs"]["out"]
-      bar.update(1)
-  else:
-    for k, d in shards.pool_map(process_unit, [task(u) for u in todo], args.workers):
-      results[k] = d
-      bar.update(1)
-  bar.close()
+def run_source(units: list[Unit], out: Path, dl, runner) -> dict:
+  """Processes the units not yet marked done; returns the merged stats of all units.
+  `dl` and `runner` are the `download` and `runner` sections of configs/data.py."""
+  tasks = [shards.Task(u.key, _unit_marker(out, u), (
+      u, out, dl.text_field, dl.txt_mode, dl.shard_docs, runner.max_line_bytes)) for u in units]
+
+  def budget(t: shards.Task, done: dict) -> shards.Task | None:
+    """--max-docs is a cap per source: each unit gets what the ones before it left."""
+    remaining = dl.max_docs - sum(d["docs"]["out"] for d in done.values())
+    if remaining <= 0:
+      return None
+    return t._replace(args=(dataclasses.replace(t.args[0], max_docs=remaining), *t.args[1:]))
+
+  ran = shards.run_units(
+      tasks, process_unit, workers=runner.workers, start_method=runner.start_method,
+      desc=f"download {units[0].source}", unit="file",
+      valid=lambda t, d: d.get("origin") == t.args[0].origin,   # another commit/URL: redo
+      adjust=budget if dl.max_docs is not None else None)   # a global cap needs units in order
   total = shards.Stats()
-  for k in sorted(results):
-    total.merge(shards.Stats.from_dict(results[k]))
-  return {**total.to_dict(), "units": len(units), "units_done": len(results)}
+  for k in sorted(ran.results):
+    total.merge(shards.Stats.from_dict(ran.results[k]))
+  return {**total.to_dict(), "units": len(units), "units_done": len(ran.results)}
+
+
+def _flags(p: argparse.ArgumentParser, cfg) -> None:
+  dl = cfg.download
+  p.add_argument("--source", required=True,
+                 help=f"one of {', '.join(SOURCES)}, all, local, sample (comma-separated ok)")
+  p.add_argument("--path", help="--source local: a file or folder of txt, jsonl(.gz), parquet")
+  p.add_argument("--licence", default=None,
+                 help=f"--source local: licence (default {dl.licence!r})")
+  p.add_argument("--txt-mode", choices=("paragraph", "line", "file"), default=None,
+                 help=f"plain text: one document per blank-line paragraph, line or file "
+                      f"(default {dl.txt_mode})")
+  p.add_argument("--max-docs", type=int, default=None, help="stop each source after N documents")
+  p.add_argument("--shard-docs", type=int, default=None,
+                 help=f"documents per output shard (default {dl.shard_docs})")
+  p.add_argument("--revision", default=None, help="Hub revision (default: each source's)")
+  p.add_argument("--cache-dir", default=None, help="Hub cache (default: HF_HUB_CACHE)")
+  p.add_argument("--text-field", default=None, help=f"default {dl.text_field!r}")
+
+
+def _source_names(spec: str) -> list[str]:
+  return [s for part in spec.split(",") for s in (ALL if part == "all" else (part,))]
+
+
+def _check(args) -> str | None:
+  """Usage errors, before any work."""
+  names = _source_names(args.source)
+  unknown = [n for n in names if n not in SOURCES and n not in ("local", "sample")]
+  if unknown:
+    return f"unknown source(s) {unknown}: choose from {', '.join(SOURCES)}, all, local, sample"
+  if "local" in names and not args.path:
+    return "--source local needs --path FILE_OR_DIR"
+  return None
 
 
 def main(argv: list[str] | None = None) -> int:
-  cfg = data_config.get_config().download
-  p = argparse.ArgumentParser(prog="swahili100 download", description=__doc__.split("\n")[0])
-  p.add_argument("--source", required=True,
-                 help=f"one of {', '.join(SOURCES)}, all, local, sample (comma-separated ok)")
-  p.add_argument("--output", required=True, help="output folder (<source>/ shards, stats.json)")
-  p.add_argument("--path", help="--source local: a file or folder of txt, jsonl(.gz), parquet")
-  p.add_argument("--licence", default="unknown (local files)", help="--source local: licence")
-  p.add_argument("--txt-mode", choices=("paragraph", "line", "file"), default=cfg.txt_mode,
-                 help="plain text: one document per blank-line paragraph, line or file")
-  p.add_argument("--max-docs", type=int, default=None, help="stop each source after N documents")
-  p.add_argument("--workers", type=int, default=1, help="worker processes over files")
-  p.add_argument("--shard-docs", type=int, default=cfg.shard_docs, help="documents per output shard")
-  p.add_argument("--revision", default=None, help="Hub revision (default: each source's)")
-  p.add_argument("--cache-dir", default=None, help="Hub cache (default: HF_HUB_CACHE)")
-  p.add_argument("--text-field", default="text")
-  args = p.parse_args(argv)
+  args, cfg = shards.parse_cli(argv, "download", __doc__, "download", _flags,
+                               common=("output", "workers", "max_line_bytes"), check=_check)
+  dl = cfg.download
   out = Path(args.output)
-  names = [s for part in args.source.split(",") for s in (ALL if part == "all" else (part,))]
-  unknown = [n for n in names if n not in SOURCES and n not in ("local", "sample")]
-  if unknown:
-    p.error(f"unknown source(s) {unknown}: choose from {', '.join(SOURCES)}, all, local, sample")
+  names = _source_names(args.source)
   out.mkdir(parents=True, exist_ok=True)
   stats_path = out / "stats.json"
   report = json.loads(stats_path.read_text()) if stats_path.exists() else {}
@@ -496,12 +499,10 @@ def main(argv: list[str] | None = None) -> int:
         report["sources"]["sample"] = copy_sample(out)
         continue
       if name == "local":
-        if not args.path:
-          p.error("--source local needs --path FILE_OR_DIR")
-        units, prov = local_units(Path(args.path), args.licence)
+        units, prov = local_units(Path(args.path), dl.licence)
       else:
-        units, prov = units_for(SOURCES[name], out, args)
-      report["sources"][name] = {**run_source(units, out, args), "provenance": prov}
+        units, prov = units_for(SOURCES[name], out, dl)
+      report["sources"][name] = {**run_source(units, out, dl, cfg.runner), "provenance": prov}
     except SourceUnavailable as e:
       print(str(e), file=sys.stderr)
       failed.append(name)

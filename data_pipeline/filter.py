@@ -30,7 +30,6 @@ import types
 
 import numpy as np
 
-from configs import data as data_config
 from data_pipeline import langid, shards
 
 _STRIP = "\"'“”‘’«»()[]{}<>.,;:!?…-–—*•·/\\|#@%&+=_~^`"
@@ -181,22 +180,22 @@ class Filter:
     return doc
 
 
-def main(argv: list[str] | None = None) -> int:
-  cfg = data_config.get_config()
+def _flags(p: argparse.ArgumentParser, cfg) -> None:
   f = cfg.filter
-  p = argparse.ArgumentParser(prog="swahili100 filter", description=__doc__.split("\n")[0],
-                              epilog="Any threshold: --config.filter.<key>=<value> (configs/data.py).")
-  shards.add_common_args(p)
   p.add_argument("--lang-threshold", type=float, default=None,
                  help=f"min share of Swahili in a document (default {f.lang_threshold})")
   p.add_argument("--lang-detector", choices=langid.DETECTORS, default=None,
                  help=f"language-ID model (default {f.lang_detector})")
   p.add_argument("--min-words", type=int, default=None, help=f"default {f.min_words}")
   p.add_argument("--min-stop-words", type=int, default=None, help=f"default {f.min_stop_words}")
-  args = shards.parse_args(p, argv, cfg, "filter",
-                    ("lang_threshold", "lang_detector", "min_words", "min_stop_words"))
-  stats = shards.run_phase("filter", args.input, args.output, Filter(f), workers=args.workers,
-                           max_line_bytes=args.max_line_bytes, config=f.to_dict())
+
+
+def main(argv: list[str] | None = None) -> int:
+  args, cfg = shards.parse_cli(argv, "filter", __doc__, "filter", _flags)
+  f, r = cfg.filter, cfg.runner
+  stats = shards.run_phase("filter", args.input, args.output, Filter(f), workers=r.workers,
+                           max_line_bytes=r.max_line_bytes, start_method=r.start_method,
+                           config=f.to_dict())
   print(shards.summary(stats), file=sys.stderr)
   return 0
 

@@ -1,4 +1,4 @@
-"""Text shards (phases 1-4): robust reading, atomic writing, and the per-shard phase runner.
+"""Text shards (phases 1-6): robust reading, atomic writing, the unit runner and the phase CLI.
 
 A text shard is JSON Lines, optionally gzip (`*.jsonl` or `*.jsonl.gz`), one document a line:
 `{"id": str, "text": str, "source": str, ...}`; extra keys pass through untouched.
@@ -31,23 +31,34 @@ API
     UTF-8 bytes of `text` (the raw line for lines that never parsed).
 `Drop(reason, info={})`
     What a per-document function returns to remove a document.
-`run_phase(phase, input, output, fn, *, workers, max_line_bytes, config, desc) -> dict`
-    Runs `fn(doc) -> dict | Drop` over every input shard into the output shard of the same
-    relative name. Per shard: output and `removed/<shard>` written atomically, then the
-    marker `<shard>.done` (holding that shard's stats) written last, atomically. Shards with
-    a marker are skipped on rerun. `stats.json` holds no timings or rerun counts, so a run
-    killed and rerun writes it byte-identical to an uninterrupted run; `run.json` says how
-    many shards the last invocation skipped. `--workers N` processes shards in a process pool (`pool_map`);
-    results are merged in shard-name order so outputs and `stats.json` are identical for any
-    N and after a SIGKILL + rerun. `fn` must be picklable (a module-level function, a
-    `functools.partial` of one, or an instance of a module-level class); if it has a
-    `start_shard(name)` method, that is called before the shard's first document.
-`pool_map(fn, tasks, workers, ordered=False)`
-    Process pool (fork) that fails with BrokenProcessPool if a worker is killed, never hangs.
-`ignored_files(root)`
-    Files in an input folder that are not shards (counted in notes.ignored_files, warned).
-`add_common_args(parser)` / `write_json(path, obj)`
-    The shared flags (--input --output --workers --max-line-bytes) and atomic JSON writing.
+`run_units(tasks, work, *, workers, start_method, desc, unit, valid, adjust, in_order) -> Ran`
+    The one resumable runner of every phase (download units, clean/dedup/filter shards, dedup
+    signatures, tokenize's encode step). A `Task(name, marker, args)` runs `work(args) -> dict`;
+    the runner then writes that dict as the unit's marker, last and atomically. Tasks with a
+    marker are skipped on rerun (`valid` may reject a marker, e.g. another commit of a Hub
+    file). `workers > 1` runs tasks in a process pool (`pool_map`, start method "fork" or
+    "spawn"); results come back in task order, so outputs are identical for any N and after a
+    SIGKILL + rerun. `work` and `args` must be picklable (module-level functions, partials of
+    them, instances of module-level classes).
+`run_phase(phase, input, output, fn, *, workers, max_line_bytes, start_method, config, desc)`
+    `run_units` over every input shard: `fn(doc) -> dict | Drop` writes the output shard of the
+    same relative name and `removed/<shard>` (both atomically), the marker `<shard>.done` holds
+    that shard's stats. `stats.json` holds no timings or rerun counts, so a run killed and rerun
+    writes it byte-identical to an uninterrupted run; `run.json` says how many shards the last
+    invocation skipped. If `fn` has a `start_shard(name)` method, it is called before the
+    shard's first document.
+`pool_map(fn, tasks, workers, *, start_method)`
+    Process pool that fails with BrokenProcessPool if a worker is killed, never hangs.
+`set_event_hook(fn)` / `event(name, **info)`
+    Named points ("unit_progress", "unit_done", "decide_shard_done") for tests' fault injection;
+    no hook is installed outside tests.
+`parse_cli(argv, prog, doc, section, flags, *, common)`
+    Every data phase's command line: the common flags (--input --output --workers
+    --max-line-bytes), the phase's own, `--config.<section>.<key>=value` overrides of
+    configs/data.py, explicit flags winning.
+`ignored_files(root)` / `total_stats(root, results)` / `write_json(path, obj)`
+    Files in an input folder that are not shards (counted in notes.ignored_files, warned), the
+    merged stats of a phase's units, and atomic JSON writing.
 """
 
 from __future__ import annotations
@@ -70,7 +81,6 @@ REMOVED_DIR = "removed"
 DEFAULT_MAX_LINE_BYTES = 8 << 20   # 8 MiB; longer lines are dropped as line_too_long
 _CHUNK = 1 << 20
 GZIP_LEVEL = 1   # 5x faster than 6 for +24% size on sw-news (docs/RESEARCH.md)
-_KILL_ENV = "SWAHILI100_TEST_KILL_AFTER_SHARDS"   # test hook: SIGKILL mid-shard (see tests)
 
 
 class Drop(NamedTuple):
@@ -354,27 +364,162 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-# ----------------------------------------------------------------------------- phase runner
+# ----------------------------------------------------------------------------- events
 
-def _marker(output: Path, name: str) -> Path:
-  return output / (name + MARKER_SUFFIX)
-
-
-def _maybe_test_kill(done_before: int) -> bool:
-  k = os.environ.get(_KILL_ENV)
-  return k is not None and done_before >= int(k)
+_hook: Callable[..., None] | None = None
+_where: dict = {}   # the unit this process is running ({"unit", "index"}), added to every event
 
 
-def process_shard(args) -> tuple[str, dict]:
-  """Worker: one input shard -> output shard + removed/ shard + marker. Returns its stats."""
-  path, name, output, fn, max_line_bytes, index = args
+def set_event_hook(fn: Callable[..., None] | None) -> Callable[..., None] | None:
+  """Installs `fn(event, **info)`, called at the runner's named points; returns the old hook.
+
+  Production code installs none, so `event` costs one global lookup. Tests install one that
+  SIGKILLs the process at a chosen point (tests/fault_hooks.py). Worker processes receive the hook
+  through the pool initializer, so under "spawn" it must be picklable."""
+  global _hook
+  old, _hook = _hook, fn
+  return old
+
+
+def event(name: str, **info) -> None:
+  """A named point, with the current unit's name and index: "unit_progress" (a unit wrote output),
+  "unit_done" (its marker is written), "decide_shard_done" (dedup pass 2 wrote a decision list)."""
+  if _hook is not None:
+    _hook(name, **{**_where, **info})
+
+
+# ----------------------------------------------------------------------------- unit runner
+
+class Task(NamedTuple):
+  """One unit of work of `run_units`."""
+  name: str     # its result's key: shard name, download unit key
+  marker: Path  # `<...>.done`: the unit's result, written last and atomically
+  args: Any     # what the worker function receives (picklable)
+
+
+class Ran(NamedTuple):
+  """What `run_units` returns."""
+  results: dict    # task name -> result, in task order (every task done now or before)
+  skipped: set     # names whose marker was found: not run by this invocation
+
+
+def _run_task(job) -> tuple[str, dict]:
+  """Worker: one task, then its marker (last); events name the unit."""
+  global _where
+  index, task, work = job
+  _where = {"unit": task.name, "index": index}
+  try:
+    result = work(task.args)
+    write_json(task.marker, result)
+  finally:
+    _where = {}
+  event("unit_done", unit=task.name, index=index)
+  return task.name, result
+
+
+def pool_map(fn: Callable, tasks: list, workers: int, *, start_method: str = "fork") -> Iterator:
+  """`fn` over `tasks` in up to `workers` processes (in this process for 1), in completion order.
+  A worker killed by the OS raises BrokenProcessPool instead of hanging the phase; the units
+  finished before it keep their markers, so a rerun resumes."""
+  if workers <= 1 or len(tasks) <= 1:
+    yield from map(fn, tasks)
+    return
+  from concurrent.futures import ProcessPoolExecutor, as_completed
+  ctx = multiprocessing.get_context(start_method)
+  with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
+                           initializer=set_event_hook, initargs=(_hook,)) as ex:
+    for f in as_completed([ex.submit(fn, t) for t in tasks]):
+      yield f.result()
+
+
+def run_units(tasks: list[Task], work: Callable[[Any], dict], *, workers: int = 1,
+              start_method: str = "fork", desc: str = "units", unit: str = "shard",
+              valid: Callable[[Task, dict], bool] | None = None,
+              adjust: Callable[[Task, dict], Task | None] | None = None,
+              in_order: Callable[[str, dict], None] | None = None) -> Ran:
+  """Runs `work(task.args) -> dict` for every task without a marker, then writes its marker.
+
+  A marker that `valid(task, result)` rejects (another input version) is redone. With `adjust`,
+  the tasks run one after another in this process and `adjust(task, results so far)` returns the
+  task to run (e.g. with what is left of a document budget) or None to stop there. Results come
+  back in task order whatever the order of completion, so callers that merge them in that order
+  write identical bytes for any `workers` and after a SIGKILL + rerun. `in_order(name, result)`
+  is called in this process for every result in task order, as soon as it and all before it are
+  in (dedup decides shard k while the workers hash shards k+1...)."""
+  results: dict[str, dict] = {}
+  for t in tasks:
+    if t.marker.exists():
+      d = json.loads(t.marker.read_text())
+      if valid is None or valid(t, d):
+        results[t.name] = d
+  skipped = set(results)
+  todo = [(i, t, work) for i, t in enumerate(tasks) if t.name not in results]
+  delivered = 0
+
+  def deliver() -> None:
+    nonlocal delivered
+    while in_order is not None and delivered < len(tasks) and tasks[delivered].name in results:
+      in_order(tasks[delivered].name, results[tasks[delivered].name])
+      delivered += 1
+
+  from tqdm import tqdm
+  bar = tqdm(total=len(tasks), initial=len(skipped), desc=desc, unit=unit, file=sys.stderr,
+             disable=None)
+  deliver()
+  if adjust is not None:
+    for i, t, _ in todo:
+      t = adjust(t, results)
+      if t is None:
+        break
+      name, d = _run_task((i, t, work))
+      results[name] = d
+      bar.update(1)
+      deliver()
+  else:
+    for name, d in pool_map(_run_task, todo, workers, start_method=start_method):
+      results[name] = d
+      bar.update(1)
+      deliver()
+  bar.close()
+  if skipped:
+    print(f"{desc}: {len(skipped)} of {len(tasks)} {unit}s already complete, skipped",
+          file=sys.stderr)
+  return Ran({t.name: results[t.name] for t in tasks if t.name in results}, skipped)
+
+
+def total_stats(root: Path, results: dict) -> Stats:
+  """The units' stats merged in their order, plus the input files that are not shards at all
+  (counted in notes.ignored_files and warned: not documents we lose)."""
+  total = Stats()
+  for d in results.values():
+    total.merge(Stats.from_dict(d))
+  skipped_files = ignored_files(root)
+  if skipped_files:
+    total.note("ignored_files", len(skipped_files))
+    total.warn(f"{root}: {len(skipped_files)} file(s) are not *.jsonl(.gz) shards and were not "
+               f"read, e.g. {skipped_files[0].relative_to(root)}")
+  return total
+
+
+def shard_tasks(root: Path, markers: Path, args: Callable[[Path, str], Any]) -> list[Task]:
+  """One task per input shard of `root` (`args(path, name)`), its marker
+  `<markers>/<shard name>.done`."""
+  paths = list_shards(root)
+  if not paths:
+    raise FileNotFoundError(f"no *.jsonl / *.jsonl.gz shards under {root}")
+  names = [shard_name(p, root) for p in paths]
+  return [Task(n, markers / (n + MARKER_SUFFIX), args(p, n)) for p, n in zip(paths, names)]
+
+
+# ----------------------------------------------------------------------------- per-shard phases
+
+def process_shard(args) -> dict:
+  """Worker: one input shard -> output shard + removed/ shard. Returns its stats."""
+  path, name, output, fn, max_line_bytes = args
   stats = Stats()
-  out_path = output / name
-  removed_path = output / REMOVED_DIR / name
-  kill = _maybe_test_kill(index)
   if hasattr(fn, "start_shard"):
     fn.start_shard(name)
-  with ShardWriter(out_path) as w, ShardWriter(removed_path) as rw:
+  with ShardWriter(output / name) as w, ShardWriter(output / REMOVED_DIR / name) as rw:
     for doc in read_shard(path, stats, name=name, max_line_bytes=max_line_bytes,
                           removed=rw.write):
       nbytes = text_bytes(doc)
@@ -390,70 +535,26 @@ def process_shard(args) -> tuple[str, dict]:
         stats.docs_out += 1
         stats.bytes_out += text_bytes(result)
         w.write(result)
-      if kill and w.count >= 1:
-        os.kill(os.getpid(), 9)
-  d = stats.to_dict()
-  write_json(_marker(output, name), d)
-  return name, d
-
-
-def pool_map(fn: Callable, tasks: list, workers: int, *, ordered: bool = False) -> Iterator:
-  """`fn` over `tasks` in up to `workers` forked processes (in-process for 1), unordered unless
-  `ordered`. A worker killed by the OS raises BrokenProcessPool instead of hanging the phase;
-  the shards finished before it keep their markers, so a rerun resumes."""
-  if workers <= 1 or len(tasks) <= 1:
-    yield from map(fn, tasks)
-    return
-  from concurrent.futures import ProcessPoolExecutor, as_completed
-  ctx = multiprocessing.get_context("fork")
-  with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx) as ex:
-    if ordered:
-      yield from ex.map(fn, tasks)
-    else:
-      for f in as_completed([ex.submit(fn, t) for t in tasks]):
-        yield f.result()
+        event("unit_progress", docs=w.count)
+  return stats.to_dict()
 
 
 def run_phase(phase: str, input: str | os.PathLike, output: str | os.PathLike,
               fn: Callable[[dict], dict | Drop], *, workers: int = 1,
-              max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, config: dict | None = None,
-              desc: str | None = None, extra_stats: dict | None = None) -> dict:
+              max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, start_method: str = "fork",
+              config: dict | None = None, desc: str | None = None,
+              extra_stats: dict | None = None) -> dict:
   """Maps `fn` over all shards of `input` into `output` (1:1 names); writes stats.json."""
   root, output = Path(input), Path(output)
-  paths = list_shards(root)
-  if not paths:
-    raise FileNotFoundError(f"no *.jsonl / *.jsonl.gz shards under {root}")
+  tasks = shard_tasks(root, output, lambda p, n: (p, n, output, fn, max_line_bytes))
   output.mkdir(parents=True, exist_ok=True)
-  names = [shard_name(p, root) for p in paths]
-  results: dict[str, dict] = {}
-  todo = []
-  for i, (p, n) in enumerate(zip(paths, names)):
-    m = _marker(output, n)
-    if m.exists():
-      results[n] = json.loads(m.read_text())
-    else:
-      todo.append((p, n, output, fn, max_line_bytes, i))
-  skipped = len(results)
-  from tqdm import tqdm
-  bar = tqdm(total=len(paths), initial=skipped, desc=desc or phase, unit="shard",
-             file=sys.stderr, disable=None)
-  for n, d in pool_map(process_shard, todo, workers):
-    results[n] = d
-    bar.update(1)
-  bar.close()
-  total = Stats()
-  for n in names:
-    total.merge(Stats.from_dict(results[n]))
-  skipped_files = ignored_files(root)
-  if skipped_files:   # not documents we lose: files that are not shards at all
-    total.note("ignored_files", len(skipped_files))
-    total.warn(f"{root}: {len(skipped_files)} file(s) are not *.jsonl(.gz) shards and were not "
-               f"read, e.g. {skipped_files[0].relative_to(root)}")
-  if skipped:
-    print(f"{phase}: {skipped} of {len(names)} shards already complete, skipped", file=sys.stderr)
-  write_json(output / "run.json", {"phase": phase, "shards": len(names), "shards_skipped": skipped})
+  ran = run_units(tasks, process_shard, workers=workers, start_method=start_method,
+                  desc=desc or phase)
+  total = total_stats(root, ran.results)
+  write_json(output / "run.json", {"phase": phase, "shards": len(tasks),
+                                   "shards_skipped": len(ran.skipped)})
   # stats.json holds no timings or rerun counts: a rerun after SIGKILL writes identical bytes
-  out = {"phase": phase, "input": str(root), "shards": len(names),
+  out = {"phase": phase, "input": str(root), "shards": len(tasks),
          **total.to_dict(), "config": config or {}}
   if extra_stats:
     out.update(extra_stats)
@@ -461,29 +562,57 @@ def run_phase(phase: str, input: str | os.PathLike, output: str | os.PathLike,
   return out
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, cfg, section: str,
-               flags: tuple[str, ...] = ()) -> argparse.Namespace:
-  """A data phase's command line: `parser`'s flags, then `--config.<section>.<key>=value`
-  overrides of the data config (unknown keys refused, by `config_lib`), then each flag in `flags`
-  that was given (None means not given) copied into `cfg[section]`, so explicit flags win."""
+# ----------------------------------------------------------------------------- command line
+
+COMMON_FLAGS = ("input", "output", "workers", "max_line_bytes")
+
+
+def parse_cli(argv: list[str] | None, prog: str, doc: str, section: str,
+              flags: Callable[[argparse.ArgumentParser, Any], None] | None = None, *,
+              common: tuple[str, ...] = COMMON_FLAGS,
+              check: Callable[[argparse.Namespace], str | None] | None = None,
+              ) -> tuple[argparse.Namespace, Any]:
+  """Every data phase's command line; returns (args, data config).
+
+  The parser gets the `common` flags and the phase's own (`flags(parser, cfg)`; a flag that sets a
+  config key defaults to None, meaning not given). Then `--config.<section>.<key>=value`
+  overrides of configs/data.py are applied (an unknown key or bad value is refused by
+  `config_lib`, through `parser.error`), then every flag that was given is copied onto the key of
+  its name in `section` or `runner`, so explicit flags win. `check(args)` may return a usage
+  error, reported like argparse's own."""
+  from configs import data as data_config  # noqa: PLC0415
   from swahili100 import config_lib  # noqa: PLC0415
-  args, extra = parser.parse_known_args(argv)
+  cfg = data_config.get_config()
+  r = cfg.runner
+  p = argparse.ArgumentParser(
+      prog=f"swahili100 {prog}", description=doc.split("\n")[0],
+      epilog=f"Any setting of configs/data.py: --config.{section}.<key>=<value> "
+             "(and --config.runner.<key> for the unit runner).")
+  if "input" in common:
+    p.add_argument("--input", required=True, help="folder (or file) of *.jsonl(.gz) shards")
+  if "output" in common:
+    p.add_argument("--output", required=True, help="output folder (shards, removed/, stats.json)")
+  if "workers" in common:
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"worker processes over units (default {r.workers})")
+  if "max_line_bytes" in common:
+    p.add_argument("--max-line-bytes", type=int, default=None,
+                   help=f"longer lines are dropped as line_too_long (default {r.max_line_bytes})")
+  if flags is not None:
+    flags(p, cfg)
+  args, extra = p.parse_known_args(argv)
   try:
     config_lib.apply_overrides(cfg, extra, check=False)
   except config_lib.ConfigError as e:
-    parser.error(str(e))
-  for key in flags:
-    if getattr(args, key) is not None:
-      cfg[section][key] = getattr(args, key)
-  return args
-
-
-def add_common_args(p: argparse.ArgumentParser, *, input_required: bool = True) -> None:
-  p.add_argument("--input", required=input_required, help="folder (or file) of *.jsonl(.gz) shards")
-  p.add_argument("--output", required=True, help="output folder (shards, removed/, stats.json)")
-  p.add_argument("--workers", type=int, default=1, help="worker processes over shards")
-  p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
-                 help="lines longer than this are dropped as line_too_long")
+    p.error(str(e))
+  for key, value in vars(args).items():
+    node = next((cfg[s] for s in (section, "runner") if key in cfg[s]), None)
+    if value is not None and node is not None:
+      node[key] = value
+  error = check(args) if check is not None else None
+  if error:
+    p.error(error)
+  return args, cfg
 
 
 def summary(stats: dict) -> str:

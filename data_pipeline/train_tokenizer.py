@@ -25,7 +25,6 @@ import time
 import unicodedata
 from pathlib import Path
 
-from configs import data as data_config
 from data_pipeline import shards
 from swahili100 import special_tokens
 
@@ -161,27 +160,27 @@ def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldo
   return report
 
 
-def main(argv: list[str] | None = None) -> int:
-  cfg = data_config.get_config()
+def _flags(p: argparse.ArgumentParser, cfg) -> None:
   t = cfg.tokenizer
-  p = argparse.ArgumentParser(prog="swahili100 train-tokenizer", description=__doc__.split("\n")[0],
-                              epilog="Also --config.tokenizer.<key>=<value> (configs/data.py).")
-  p.add_argument("--input", required=True, help="filtered shards (folder or file)")
-  p.add_argument("--output", required=True, help=f"folder for {TOKENIZER_FILE} and {REPORT_FILE}")
   p.add_argument("--vocab-size", type=int, default=None, help=f"default {t.vocab_size}")
   p.add_argument("--min-frequency", type=int, default=None, help=f"default {t.min_frequency}")
   p.add_argument("--heldout-fraction", type=float, default=None, help=f"default {t.heldout_fraction}")
   p.add_argument("--pretokenizer", choices=("swahili", "gpt2"), default=None)
-  p.add_argument("--workers", type=int, default=0, help="training threads (0: all cores)")
-  p.add_argument("--max-line-bytes", type=int, default=shards.DEFAULT_MAX_LINE_BYTES)
+  p.add_argument("--workers", dest="threads", type=int, default=None,
+                 help=f"training threads (default {t.threads}: all cores)")
   p.add_argument("--force", action="store_true", help="retrain even if the report is up to date")
-  args = shards.parse_args(p, argv, cfg, "tokenizer",
-                    ("vocab_size", "min_frequency", "heldout_fraction", "pretokenizer"))
-  if args.workers > 0:
-    os.environ["RAYON_NUM_THREADS"] = str(args.workers)
+
+
+def main(argv: list[str] | None = None) -> int:
+  args, cfg = shards.parse_cli(argv, "train-tokenizer", __doc__, "tokenizer", _flags,
+                               common=("input", "output", "max_line_bytes"))
+  t = cfg.tokenizer
+  if t.threads > 0:   # the Rust trainer's thread pool reads it when it starts
+    os.environ["RAYON_NUM_THREADS"] = str(t.threads)
   r = train(args.input, args.output, vocab_size=t.vocab_size, min_frequency=t.min_frequency,
             heldout_fraction=t.heldout_fraction, max_heldout_docs=t.max_heldout_docs,
-            pretokenizer=t.pretokenizer, max_line_bytes=args.max_line_bytes, force=args.force)
+            pretokenizer=t.pretokenizer, max_line_bytes=cfg.runner.max_line_bytes,
+            force=args.force)
   h = r["heldout"]
   print(f"train-tokenizer: vocab {r['vocab_size']} from {r['train_docs']} docs in "
         f"{r['train_seconds']:.1f}s ({r['train_mb_per_s']:.2f} MB/s); held out {h['docs']} docs: "

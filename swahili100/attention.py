@@ -13,10 +13,11 @@ Back-ends (`config.model.attention`):
 Grouped queries: query head n belongs to kv head n // G with G = N // K (Hugging Face
 `repeat_kv`). The reference reshapes queries to [B, T, K, G, H] and contracts against the K kv
 heads directly, so repeated keys/values are never materialized; the mask is an additive float32
-bias; queries run in CAUSAL_CHUNKS chunks so the upper triangle of the score matrix is mostly
-skipped. Splash runs the Pallas kernel per example (vmap) and, under `jax.set_mesh(mesh)`, per
-batch shard via shard_map (Pallas calls cannot be auto-partitioned); T must suit its blocks
-(a multiple of 128). cuDNN gets the segment mask as a bias (no packed-layout offsets yet).
+bias; queries run in `causal_chunks` chunks (`config.model.causal_chunks`) so the upper triangle
+of the score matrix is mostly skipped. Splash runs the Pallas kernel per example (vmap) and, under
+`jax.set_mesh(mesh)`, per batch shard via shard_map (Pallas calls cannot be auto-partitioned);
+T must suit its blocks (a multiple of 128). cuDNN gets the segment mask as a bias (no
+packed-layout offsets yet).
 """
 
 import functools
@@ -24,24 +25,32 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from swahili100 import config_lib
+
 IMPLEMENTATIONS = ("reference", "cudnn", "splash", "auto")
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
-def resolve(implementation: str, backend: str | None = None) -> str:
-  """Maps `auto` to the back-end of this platform; errors when one is requested off its platform."""
-  backend = backend or jax.default_backend()
+PLATFORM_BACKENDS = {"gpu": "cudnn", "cuda": "cudnn", "tpu": "splash"}
+
+
+def resolve(implementation: str, platform: str, strict: bool = True) -> str:
+  """The back-end for `platform` (the mesh devices' platform, e.g. 'tpu' for an ahead-of-time
+  compile on a CPU host). `auto` picks the platform's fast one; an explicit one off its platform
+  is an error when `strict`, else falls back to `reference` (inference of a model trained
+  elsewhere)."""
   if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"config.model.attention={implementation!r}: expected one of "
-                     f"{IMPLEMENTATIONS}")
+    raise config_lib.ConfigError(f"config.model.attention={implementation!r}: expected one "
+                                 f"of {IMPLEMENTATIONS}")
   if implementation == "auto":
-    return {"gpu": "cudnn", "cuda": "cudnn", "tpu": "splash"}.get(backend, "reference")
-  if implementation == "cudnn" and backend not in ("gpu", "cuda"):
-    raise ValueError(f"config.model.attention='cudnn' needs a GPU backend, but JAX runs on "
-                     f"{backend!r}; set config.model.attention='reference' or 'auto'")
-  if implementation == "splash" and backend != "tpu":
-    raise ValueError(f"config.model.attention='splash' needs a TPU backend, but JAX runs on "
-                     f"{backend!r}; set config.model.attention='reference' or 'auto'")
+    return PLATFORM_BACKENDS.get(platform, "reference")
+  if implementation != "reference" and PLATFORM_BACKENDS.get(platform) != implementation:
+    if not strict:
+      return "reference"
+    needs = "a GPU" if implementation == "cudnn" else "a TPU"
+    raise config_lib.ConfigError(
+        f"config.model.attention={implementation!r} needs {needs}, but the mesh runs on "
+        f"{platform!r}; set config.model.attention='reference' or 'auto'")
   return implementation
 
 
@@ -54,9 +63,8 @@ def causal_segment_mask(segment_ids_BT: jax.Array | None, T: int) -> jax.Array:
   return same_BTT & causal_TT[None]
 
 
-# Causal block skipping in the reference: queries in CAUSAL_CHUNKS chunks, chunk i reading only
+# Causal block skipping in the reference: queries in `causal_chunks` chunks, chunk i reading only
 # keys [0, (i + 1) T / chunks): 5/8 of the full score matrix at 4 chunks (measured faster on CPU).
-CAUSAL_CHUNKS = 4
 MIN_CHUNK = 32
 
 
@@ -149,15 +157,19 @@ def _splash_attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT, interpret=False):
                            q_BTNH, k_BTKH, v_BTKH, segment_ids_BT)
 
 
-def attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT=None, *, implementation="reference"):
-  """Causal (segment-aware) self-attention; returns [B, T, N, H] in q's dtype."""
-  impl = resolve(implementation)
-  if impl == "cudnn":
+def attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT=None, *, implementation="reference",
+              causal_chunks: int = 1):
+  """Causal (segment-aware) self-attention; returns [B, T, N, H] in q's dtype.
+
+  `implementation` is a resolved back-end (see `resolve`): reference, cudnn or splash."""
+  if implementation == "cudnn":
     return _cudnn_attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT)
-  if impl == "splash":
+  if implementation == "splash":
     return _splash_attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT)
+  if implementation != "reference":
+    raise ValueError(f"attention back-end {implementation!r} is not resolved; call resolve()")
   mask_BTT = causal_segment_mask(segment_ids_BT, q_BTNH.shape[1])
   T = q_BTNH.shape[1]
-  if CAUSAL_CHUNKS > 1 and T % CAUSAL_CHUNKS == 0 and T // CAUSAL_CHUNKS >= MIN_CHUNK:
-    return _causal_chunked(q_BTNH, k_BTKH, v_BTKH, mask_BTT, CAUSAL_CHUNKS)
+  if causal_chunks > 1 and T % causal_chunks == 0 and T // causal_chunks >= MIN_CHUNK:
+    return _causal_chunked(q_BTNH, k_BTKH, v_BTKH, mask_BTT, causal_chunks)
   return reference_attention(q_BTNH, k_BTKH, v_BTKH, mask_BTT)

@@ -1,53 +1,154 @@
 """Orbax checkpoints of a run: `<workdir>/checkpoints/<step>/{params,opt_state,meta,data}`.
 
-- params, opt_state: the sharded pytrees (`StandardSave`), restored straight into their shardings.
-- meta: step and the seeds, which are the run's whole RNG state (`JsonSave`).
-- data: the Grain iterator state (`JsonSave`), so a resumed run sees exactly the next batches.
+- params, opt_state: the sharded pytrees (`StandardSave`), restored straight into their shardings
+  (so a checkpoint restores onto another mesh or process count: Orbax reshards).
+- meta: step, seeds and the process count that wrote it (`JsonSave`, the primary process).
+- data: every process's data-iterator state, one `process_<i>-of-<n>.json` each, so each process
+  of a resumed multi-process run sees exactly the batches it would have.
 
 Saving is asynchronous; Orbax writes each step to a temporary folder and renames it when complete,
-so a SIGKILL at any moment, even mid-save, leaves the previous complete step restorable (incomplete
-folders are never listed as steps). `load_model` restores only the parameters, for generate,
-evaluate and export.
+so a SIGKILL at any moment, even mid-save, leaves the previous complete step restorable. A step
+that is complete but unreadable is reported, moved aside to `<step>.unreadable`, and the run
+falls back to the newest good one. Paths may be local or `gs://` (etils.epath, tensorstore).
+`load_params` / `load_model` restore only the parameters, for evaluation, generation and export.
 """
 
-import datetime
-import os
+import dataclasses
+import json
+import sys
 
 import jax
 import ml_collections
-from absl import logging as absl_logging
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
+from etils import epath
 from flax import nnx
 
-from swahili100 import config_lib
+from swahili100 import config_lib, distributed, fs
 from swahili100 import model as model_lib
+from swahili100 import sharding
+
+CHECKPOINTS = "checkpoints"
+UNREADABLE = ".unreadable"
+
+
+class CheckpointError(ValueError):
+  """A checkpoint or run folder that cannot be used as asked; the message says what to do."""
+
+
+# ----------------------------------------------------------------------------- data state
+
+class DataStateHandler(ocp.CheckpointHandler):
+  """Saves this process's iterator state (a JSON dict) as `process_<i>-of-<n>.json`."""
+
+  def save(self, directory: epath.Path, args: "DataStateSave"):
+    name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    (directory / name).write_text(json.dumps(args.state))
+
+  def restore(self, directory: epath.Path, args: "DataStateRestore" = None):
+    del args
+    name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    path = directory / name
+    if not path.exists():
+      raise CheckpointError(f"{directory} has no data position for process "
+                            f"{jax.process_index()} of {jax.process_count()}")
+    return json.loads(path.read_text())
+
+  def metadata(self, directory: epath.Path):
+    return None
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_save=True)
+@dataclasses.dataclass
+class DataStateSave(ocp.args.CheckpointArgs):
+  state: dict
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_restore=True)
+@dataclasses.dataclass
+class DataStateRestore(ocp.args.CheckpointArgs):
+  pass
+
+
+# ----------------------------------------------------------------------------- manager
+
+def checkpoints_dir(workdir: str) -> str:
+  return fs.join(fs.absolute(workdir), CHECKPOINTS)
+
+
+def _quiet_manager(directory: str, options) -> ocp.CheckpointManager:
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)  # read-only managers warn about being read-only
+  try:
+    return ocp.CheckpointManager(directory, options=options)
+  finally:
+    absl_logging.set_verbosity(verbosity)
 
 
 def manager(workdir: str, train_cfg) -> ocp.CheckpointManager:
   """Keeps the newest `keep_last` steps plus every step divisible by `keep_every` (if > 0)."""
+  timeout = int(train_cfg.get("barrier_timeout_s", 1800))
   options = ocp.CheckpointManagerOptions(
       max_to_keep=train_cfg.keep_last,
       keep_period=train_cfg.keep_every or None,
       enable_async_checkpointing=True,
-      async_options=ocp.AsyncOptions(timeout_secs=1800),
+      async_options=ocp.AsyncOptions(timeout_secs=timeout),
       cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                               options=options)
+  return ocp.CheckpointManager(checkpoints_dir(workdir), options=options)
 
 
 def save(mngr, step: int, params, opt_state, meta: dict, data_state: dict, force=False) -> bool:
+  meta = {**meta, "process_count": jax.process_count()}
   return mngr.save(step, force=force, args=ocp.args.Composite(
       params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
-      meta=ocp.args.JsonSave(meta), data=ocp.args.JsonSave(data_state)))
+      meta=ocp.args.JsonSave(meta), data=DataStateSave(data_state)))
 
 
 def restore(mngr, step: int, abstract_params, abstract_opt_state):
-  """Restores (params, opt_state, meta, data_state) of `step` into the abstract trees' shardings."""
+  """(params, opt_state, meta, this process's data state) of `step`, in the abstract trees'
+  shardings."""
+  meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+  saved = meta.get("process_count", 1)
+  if saved != jax.process_count():
+    raise CheckpointError(
+        f"checkpoint {step} was written by {saved} process(es), this run has "
+        f"{jax.process_count()}: the data stream is split per process, so its position cannot be "
+        "remapped. Resume with the process count that wrote it, or start a new --workdir from "
+        f"these weights with --config.train.init_from={mngr.directory}/{step}")
   out = mngr.restore(step, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(abstract_params),
       opt_state=ocp.args.StandardRestore(abstract_opt_state),
-      meta=ocp.args.JsonRestore(), data=ocp.args.JsonRestore()))
-  return out.params, out.opt_state, out.meta, out.data
+      data=DataStateRestore()))
+  return out.params, out.opt_state, meta, out.data
+
+
+def restore_newest_good(mngr, workdir: str, step: int, abstract_params, abstract_opt_state,
+                        timeout_s: float):
+  """`restore` of `step`, else of the newest older step that reads; an unreadable step is
+  reported and moved aside so later saves of that step are not skipped. Returns (step, ...)."""
+  while True:
+    try:
+      return (step, *restore(mngr, step, abstract_params, abstract_opt_state))
+    except CheckpointError:
+      raise
+    except Exception as e:  # noqa: BLE001 (tensorstore/Orbax raise many types for a bad file)
+      older = [s for s in mngr.all_steps() if s < step]
+      where = fs.join(checkpoints_dir(workdir), str(step))
+      print(f"warning: checkpoint {where} is unreadable ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:300]}); moving it to {where}{UNREADABLE} and "
+            + (f"resuming from step {max(older)}" if older else "starting fresh"),
+            file=sys.stderr, flush=True)
+      distributed.barrier(f"unreadable-{step}-seen", timeout_s)
+      if distributed.is_main():
+        target = epath.Path(where + UNREADABLE)
+        if target.exists():
+          target.rmtree()
+        epath.Path(where).rename(target)
+      distributed.barrier(f"unreadable-{step}-moved", timeout_s)
+      mngr.reload()
+      if not older:
+        return None
+      step = max(older)
 
 
 def resolve_resume(workdir: str, resume: str | None, mngr) -> int | None:
@@ -57,81 +158,88 @@ def resolve_resume(workdir: str, resume: str | None, mngr) -> int | None:
     if resume == "latest" and step is None:
       print(f"--resume latest: no checkpoint in {workdir}/checkpoints yet; starting fresh")
     return step
-  step_str = os.path.basename(os.path.normpath(resume))
+  step_str = fs.Path(resume).name
   if not step_str.isdigit():
-    raise ValueError(f"--resume {resume!r}: expected 'latest' or <workdir>/checkpoints/<step>")
+    raise CheckpointError(f"--resume {resume!r}: expected 'latest' or "
+                          "<workdir>/checkpoints/<step>")
   step = int(step_str)
   if step not in mngr.all_steps():
-    raise ValueError(f"--resume {resume!r}: step {step} is not a complete checkpoint in "
-                     f"{workdir}/checkpoints (have {sorted(mngr.all_steps())})")
+    raise CheckpointError(f"--resume {resume!r}: step {step} is not a complete checkpoint in "
+                          f"{workdir}/checkpoints (have {sorted(mngr.all_steps())})")
   return step
 
 
-def check_same_model(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Refuses to resume a run whose saved model config differs from `config.model`."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  saved = load_config(workdir).model.to_dict()
-  diff = {k: (saved.get(k), v) for k, v in config.model.to_dict().items() if saved.get(k) != v}
-  if diff:
-    raise ValueError(f"{path}: the checkpoints were trained with a different model config "
-                     f"({', '.join(f'{k}: saved {a!r}, now {b!r}' for k, (a, b) in diff.items())}); "
-                     "resume with the saved values or start a new --workdir")
-
+# ----------------------------------------------------------------------------- run folders
 
 def split_path(path: str) -> tuple[str, int | None]:
   """`<workdir>` or `<workdir>/checkpoints[/<step>]` -> (workdir, step or None for latest)."""
-  path = os.path.normpath(path)
-  base = os.path.basename(path)
-  if base.isdigit() and os.path.basename(os.path.dirname(path)) == "checkpoints":
-    return os.path.dirname(os.path.dirname(path)), int(base)
-  if base == "checkpoints":
-    return os.path.dirname(path), None
-  return path, None
+  p = fs.Path(fs.absolute(str(path).rstrip("/")))
+  if p.name.isdigit() and p.parent.name == CHECKPOINTS:
+    return str(p.parent.parent), int(p.name)
+  if p.name == CHECKPOINTS:
+    return str(p.parent), None
+  return str(p), None
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: {workdir!r} is not a training run folder "
-                            "(made by `swahili100 train --workdir ...`)")
+  path = fs.join(workdir, "config.json")
+  if not fs.exists(path):
+    raise CheckpointError(f"{path} not found: {workdir!r} is not a training run folder "
+                          "(made by `swahili100 train --workdir ...`)")
   return config_lib.from_json(path)
 
 
-def load_model(path: str):
-  """(config, model) with the parameters of a checkpoint, on the default device, no optimizer.
+def is_quantized(path: str) -> bool:
+  """True for a folder written by `swahili100 quantize` (load it with export.quantize)."""
+  workdir, _ = split_path(path)
+  return fs.exists(fs.join(workdir, "config.json")) and "quant" in load_config(workdir)
 
-  `path` is a run folder (its latest step) or `<workdir>/checkpoints/<step>`. A folder made by
-  `swahili100 quantize` loads as its quantized model.
-  """
-  workdir, step = split_path(path)
-  config = load_config(workdir)
-  if "quant" in config:
-    from swahili100.export import quantize  # noqa: PLC0415 (optional extra, loaded on demand)
-    return quantize.load_quantized(workdir)
-  ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.ERROR)  # read-only managers warn about read-only
-  try:
-    mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(read_only=True))
-  finally:
-    absl_logging.set_verbosity(verbosity)
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no complete checkpoint under {ckpt_dir}; train first")
-  abstract = nnx.eval_shape(lambda: model_lib.Transformer(config.model, rngs=nnx.Rngs(0)))
-  graphdef, abstract_params = nnx.split(abstract, nnx.Param)
-  device = jax.devices()[0]
-  abstract_params = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                     sharding=jax.sharding.SingleDeviceSharding(device)),
-      abstract_params)
-  params = mngr.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(abstract_params))).params
+
+def latest_step(workdir: str) -> int | None:
+  directory = checkpoints_dir(workdir)
+  if not fs.exists(directory):
+    return None
+  mngr = _quiet_manager(directory, ocp.CheckpointManagerOptions(read_only=True))
+  step = mngr.latest_step()
   mngr.close()
-  return config, nnx.merge(graphdef, params)
+  return step
 
 
-def age(path: str) -> datetime.timedelta:
-  return datetime.datetime.now() - datetime.datetime.fromtimestamp(os.path.getmtime(path))
+def load_params(path: str, abstract_params):
+  """The parameters of `<workdir>[/checkpoints/<step>]` into `abstract_params`' shardings."""
+  workdir, step = split_path(path)
+  directory = checkpoints_dir(workdir)
+  if "quant" in load_config(workdir):
+    raise CheckpointError(f"{workdir} is a `swahili100 quantize` folder, not a training "
+                          "checkpoint; load it with swahili100.export.quantize.load_quantized")
+  mngr = _quiet_manager(directory, ocp.CheckpointManagerOptions(read_only=True))
+  try:
+    step = mngr.latest_step() if step is None else step
+    if step is None or step not in mngr.all_steps():
+      raise CheckpointError(f"no complete checkpoint {step if step is not None else ''} under "
+                            f"{directory}; train first")
+    return mngr.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract_params))).params
+  finally:
+    mngr.close()
+
+
+def load_model(path: str, mesh: jax.sharding.Mesh | None = None):
+  """(config, model) with the parameters of a checkpoint, no optimizer: on `mesh` (sharded by
+  the training rules) or on the default device."""
+  workdir, _ = split_path(path)
+  config = load_config(workdir)
+  platform = mesh.devices.flat[0].platform if mesh is not None else None
+  model_cfg = model_lib.resolve(config.model, platform, strict=False)  # trained elsewhere: ok
+  abstract = nnx.eval_shape(lambda: model_lib.Transformer(model_cfg, rngs=nnx.Rngs(0)))
+  graphdef, abstract_params = nnx.split(abstract, nnx.Param)
+  if mesh is None:
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    shardings = jax.tree.map(lambda _: device, abstract_params)
+  else:
+    shardings = sharding.param_shardings(abstract_params, mesh)
+  target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        abstract_params, shardings)
+  return config, nnx.merge(graphdef, load_params(path, target))
+
+

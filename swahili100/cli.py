@@ -16,12 +16,20 @@ COMMANDS = {
     "filter": ("data_pipeline.filter", "phase 4: language ID and quality filtering"),
     "train-tokenizer": ("data_pipeline.train_tokenizer", "phase 5: train the byte-level BPE"),
     "tokenize": ("data_pipeline.tokenize", "phase 6: encode shards into token records"),
+    "plan-data": ("data_pipeline.plan_data", "mixture weights and epochs per source for a "
+                  "token budget"),
     "train": ("swahili100.train", "phases 7-10: train (and resume) a model"),
+    "sweep": ("swahili100.sweep", "phase 8: a grid of train runs, in parallel, compared and "
+              "plotted"),
+    "aot": ("swahili100.aot", "compile the train step ahead of time for a TPU topology"),
+    "preflight": ("swahili100.preflight", "check every worker of a slice before training"),
     "generate": ("swahili100.generate", "sample text from a checkpoint"),
     "evaluate": ("swahili100.evaluate", "phase 11: evaluate a checkpoint"),
     "align": ("swahili100.align.main", "phase 12: supervised fine-tuning (sft) or DPO"),
     "quantize": ("swahili100.export.quantize", "phase 13: int4/int8 weight-only quantization"),
     "export": ("swahili100.export.main", "phase 13: export to hf, onnx or gguf (and the Hub)"),
+    "report": ("swahili100.report", "one HTML/markdown page: curves, data funnel, evaluation, "
+               "provenance"),
 }
 
 

@@ -16,6 +16,8 @@ import os
 
 import ml_collections
 
+from swahili100 import fs
+
 
 class ConfigError(ValueError):
   """A config file, key or value that cannot be used; the message says which and how to fix it."""
@@ -35,9 +37,8 @@ def load(spec: str) -> ml_collections.ConfigDict:
 
 
 def from_json(path: str) -> ml_collections.ConfigDict:
-  """The resolved config a run saved as `<workdir>/config.json`."""
-  with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+  """The resolved config a run saved as `<workdir>/config.json` (a local path or a URL)."""
+  return ml_collections.ConfigDict(json.loads(fs.read_text(path)))
 
 
 def _all_keys(config, prefix="") -> list[str]:

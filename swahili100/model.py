@@ -5,6 +5,7 @@
     (positions default to 0.. per segment: they restart wherever segment_ids_BT changes)
     cache = init_cache(config.model, batch, max_len)
     logits_BTV, cache = m.decode(tokens_BT, positions_BT, cache)          # prefill, then T = 1
+    (decode(..., valid_BS) masks cache slots, e.g. the left padding of batched prompts)
 
 Parameters are float32; `config.model.dtype` (float32 | bfloat16) is the compute dtype: kernels
 are cast inside each projection, while RMSNorm statistics, softmax and logits stay float32.
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from swahili100 import attention as attention_lib
+from swahili100 import config_lib
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 REMAT_POLICIES = {
@@ -50,6 +52,8 @@ class ModelConfig:
   dtype: str = "float32"
   attention: str = "reference"
   remat: str = "none"
+  layout_vjps: str = "auto"   # on | off | auto (on for CPU only): the XLA:CPU weight-gradient VJPs
+  causal_chunks: int = 4      # reference attention: query chunks that skip the upper triangle
 
   @classmethod
   def from_any(cls, cfg: Any) -> "ModelConfig":
@@ -60,18 +64,37 @@ class ModelConfig:
     values = {k: get(k) for k in names if get(k) is not None}
     c = cls(**values)
     if c.num_heads % c.num_kv_heads:
-      raise ValueError(f"config.model.num_kv_heads={c.num_kv_heads} must divide "
-                       f"config.model.num_heads={c.num_heads}")
+      raise config_lib.ConfigError(f"config.model.num_kv_heads={c.num_kv_heads} must divide "
+                                   f"config.model.num_heads={c.num_heads}")
     if c.head_dim % 2:
-      raise ValueError(f"config.model.head_dim={c.head_dim} must be even for RoPE")
+      raise config_lib.ConfigError(f"config.model.head_dim={c.head_dim} must be even for RoPE")
     if c.dtype not in DTYPES:
-      raise ValueError(f"config.model.dtype={c.dtype!r}: expected one of {list(DTYPES)}")
+      raise config_lib.ConfigError(f"config.model.dtype={c.dtype!r}: expected one of "
+                                   f"{list(DTYPES)}")
     if c.remat not in ("none", *REMAT_POLICIES):
-      raise ValueError(f"config.model.remat={c.remat!r}: expected none | full | dots")
+      raise config_lib.ConfigError(f"config.model.remat={c.remat!r}: expected none | full | dots")
     if c.attention not in attention_lib.IMPLEMENTATIONS:
-      raise ValueError(f"config.model.attention={c.attention!r}: expected one of "
-                       f"{attention_lib.IMPLEMENTATIONS}")
+      raise config_lib.ConfigError(f"config.model.attention={c.attention!r}: expected one of "
+                                   f"{attention_lib.IMPLEMENTATIONS}")
+    if c.layout_vjps not in ("on", "off", "auto"):
+      raise config_lib.ConfigError(f"config.model.layout_vjps={c.layout_vjps!r}: expected "
+                                   "on | off | auto")
+    if c.causal_chunks < 1:
+      raise config_lib.ConfigError(f"config.model.causal_chunks={c.causal_chunks} must be >= 1 "
+                                   "(1 = off)")
     return c
+
+
+def resolve(cfg: Any, platform: str | None = None, strict: bool = True) -> ModelConfig:
+  """`cfg` with its `auto` switches made concrete for `platform` (default: JAX's backend).
+
+  Train and compile with `strict` (an unavailable back-end is an error); inference of a model
+  trained elsewhere without it (an unavailable back-end falls back to the reference)."""
+  c = ModelConfig.from_any(cfg)
+  platform = platform or jax.default_backend()
+  layout = c.layout_vjps if c.layout_vjps != "auto" else ("on" if platform == "cpu" else "off")
+  return dataclasses.replace(c, attention=attention_lib.resolve(c.attention, platform, strict),
+                             layout_vjps=layout)
 
 
 def num_params(cfg: Any) -> int:
@@ -126,8 +149,7 @@ def apply_rope(x_BTNH, cos_BT1H, sin_BT1H):
 # XLA:CPU lays a weight-gradient dot `x^T @ dy` out by copying (transposing) an activation,
 # often the wider one with the SwiGLU backward fused into the copy. These custom VJPs transpose
 # the narrower operand explicitly (see docs/RESEARCH.md, Model); the math is unchanged.
-# Set False to get JAX's default gradients (ablation).
-CUSTOM_MATMUL_GRADS = True
+# `config.model.layout_vjps` turns them on (default: on CPU only; off = JAX's own gradients).
 
 
 def _keep_layout(w):
@@ -180,11 +202,11 @@ def _tied_logits_bwd(res, dlogits_MV):
 _tied_logits.defvjp(_tied_logits_fwd, _tied_logits_bwd)
 
 
-def _dot_general(x, w, dimension_numbers, precision=None, preferred_element_type=None,
-                 out_sharding=None):
+def _layout_dot_general(x, w, dimension_numbers, precision=None, preferred_element_type=None,
+                        out_sharding=None):
   """`lax.dot_general` that routes plain `x[..., K] @ w[K, N]` through `_matmul`."""
   (lc, rc), (lb, rb) = dimension_numbers
-  if (not CUSTOM_MATMUL_GRADS or lb or rb or tuple(rc) != (0,) or tuple(lc) != (x.ndim - 1,)
+  if (lb or rb or tuple(rc) != (0,) or tuple(lc) != (x.ndim - 1,)
       or w.ndim != 2 or precision is not None or out_sharding is not None or x.dtype != w.dtype):
     return jax.lax.dot_general(x, w, dimension_numbers, precision=precision,
                                preferred_element_type=preferred_element_type,
@@ -193,9 +215,14 @@ def _dot_general(x, w, dimension_numbers, precision=None, preferred_element_type
   return y_MN.reshape(*x.shape[:-1], w.shape[1])
 
 
-def _linear(d_in, d_out, std, dtype, rngs):
+def _dot_general(c: ModelConfig):
+  return _layout_dot_general if c.layout_vjps == "on" else jax.lax.dot_general
+
+
+def _linear(d_in, d_out, std, c: ModelConfig, dtype, rngs):
   return nnx.Linear(d_in, d_out, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
-                    kernel_init=nnx.initializers.normal(std), dot_general=_dot_general, rngs=rngs)
+                    kernel_init=nnx.initializers.normal(std), dot_general=_dot_general(c),
+                    rngs=rngs)
 
 
 class Attention(nnx.Module):
@@ -204,12 +231,12 @@ class Attention(nnx.Module):
   def __init__(self, c: ModelConfig, dtype, rngs: nnx.Rngs):
     D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
     out_std = c.init_std / math.sqrt(2 * c.num_layers)
-    self.q_proj = _linear(D, N * H, c.init_std, dtype, rngs)
-    self.k_proj = _linear(D, K * H, c.init_std, dtype, rngs)
-    self.v_proj = _linear(D, K * H, c.init_std, dtype, rngs)
-    self.o_proj = _linear(N * H, D, out_std, dtype, rngs)
+    self.q_proj = _linear(D, N * H, c.init_std, c, dtype, rngs)
+    self.k_proj = _linear(D, K * H, c.init_std, c, dtype, rngs)
+    self.v_proj = _linear(D, K * H, c.init_std, c, dtype, rngs)
+    self.o_proj = _linear(N * H, D, out_std, c, dtype, rngs)
     self.num_heads, self.num_kv_heads, self.head_dim = N, K, H
-    self.implementation = c.attention
+    self.implementation, self.causal_chunks = c.attention, c.causal_chunks
 
   def qkv(self, x_BTD, cos, sin):
     B, T, _ = x_BTD.shape
@@ -222,11 +249,13 @@ class Attention(nnx.Module):
     B, T, _ = x_BTD.shape
     q_BTNH, k_BTKH, v_BTKH = self.qkv(x_BTD, cos, sin)
     out_BTNH = attention_lib.attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT,
-                                       implementation=self.implementation)
+                                       implementation=self.implementation,
+                                       causal_chunks=self.causal_chunks)
     return self.o_proj(out_BTNH.reshape(B, T, -1))
 
-  def decode(self, x_BTD, cos, sin, layer_cache, index):
-    """Writes this step's k/v at slots [index, index + T) and attends over slots <= own slot."""
+  def decode(self, x_BTD, cos, sin, layer_cache, index, valid_BS=None):
+    """Writes this step's k/v at slots [index, index + T) and attends over slots <= own slot
+    (and, with `valid_BS`, only over valid slots: not the left padding of a shorter prompt)."""
     B, T, _ = x_BTD.shape
     q_BTNH, k_BTKH, v_BTKH = self.qkv(x_BTD, cos, sin)
     k_BSKH = jax.lax.dynamic_update_slice(layer_cache["k"], k_BTKH.astype(layer_cache["k"].dtype),
@@ -234,9 +263,11 @@ class Attention(nnx.Module):
     v_BSKH = jax.lax.dynamic_update_slice(layer_cache["v"], v_BTKH.astype(layer_cache["v"].dtype),
                                           (0, index, 0, 0))
     S = k_BSKH.shape[1]
-    mask_1TS = (jnp.arange(S)[None, :] <= index + jnp.arange(T)[:, None])[None]
+    mask_BTS = (jnp.arange(S)[None, :] <= index + jnp.arange(T)[:, None])[None]
+    if valid_BS is not None:
+      mask_BTS = valid_BS[:, None, :] & mask_BTS
     out_BTNH = attention_lib.reference_attention(q_BTNH, k_BSKH.astype(q_BTNH.dtype),
-                                                 v_BSKH.astype(q_BTNH.dtype), mask_1TS)
+                                                 v_BSKH.astype(q_BTNH.dtype), mask_BTS)
     return self.o_proj(out_BTNH.reshape(B, T, -1)), {"k": k_BSKH, "v": v_BSKH}
 
 
@@ -245,9 +276,9 @@ class MLP(nnx.Module):
 
   def __init__(self, c: ModelConfig, dtype, rngs: nnx.Rngs):
     out_std = c.init_std / math.sqrt(2 * c.num_layers)
-    self.gate_proj = _linear(c.d_model, c.mlp_dim, c.init_std, dtype, rngs)
-    self.up_proj = _linear(c.d_model, c.mlp_dim, c.init_std, dtype, rngs)
-    self.down_proj = _linear(c.mlp_dim, c.d_model, out_std, dtype, rngs)
+    self.gate_proj = _linear(c.d_model, c.mlp_dim, c.init_std, c, dtype, rngs)
+    self.up_proj = _linear(c.d_model, c.mlp_dim, c.init_std, c, dtype, rngs)
+    self.down_proj = _linear(c.mlp_dim, c.d_model, out_std, c, dtype, rngs)
 
   def __call__(self, x_BTD):
     return self.down_proj(jax.nn.silu(self.gate_proj(x_BTD)) * self.up_proj(x_BTD))
@@ -266,8 +297,9 @@ class Block(nnx.Module):
     x_BTD = x_BTD + self.attn(self.attn_norm(x_BTD), cos, sin, segment_ids_BT)
     return x_BTD + self.mlp(self.mlp_norm(x_BTD))
 
-  def decode(self, x_BTD, cos, sin, layer_cache, index):
-    a_BTD, layer_cache = self.attn.decode(self.attn_norm(x_BTD), cos, sin, layer_cache, index)
+  def decode(self, x_BTD, cos, sin, layer_cache, index, valid_BS=None):
+    a_BTD, layer_cache = self.attn.decode(self.attn_norm(x_BTD), cos, sin, layer_cache, index,
+                                          valid_BS)
     x_BTD = x_BTD + a_BTD
     return x_BTD + self.mlp(self.mlp_norm(x_BTD)), layer_cache
 
@@ -280,7 +312,10 @@ class Transformer(nnx.Module):
   """The decoder: embed -> L pre-norm blocks -> final norm -> lm_head (or tied embedding)."""
 
   def __init__(self, cfg: Any, *, rngs: nnx.Rngs):
-    c = self.config = ModelConfig.from_any(cfg)
+    c = ModelConfig.from_any(cfg)
+    if "auto" in (c.attention, c.layout_vjps):  # not resolved by the caller: this backend's
+      c = resolve(c, strict=False)
+    self.config = c
     dtype = self.dtype = DTYPES[c.dtype]
     self.embed = nnx.Embed(c.vocab_size, c.d_model, dtype=dtype, param_dtype=jnp.float32,
                            embedding_init=nnx.initializers.normal(c.init_std), rngs=rngs)
@@ -290,14 +325,14 @@ class Transformer(nnx.Module):
       self.lm_head = nnx.Linear(c.d_model, c.vocab_size, use_bias=False, dtype=dtype,
                                 param_dtype=jnp.float32, preferred_element_type=jnp.float32,
                                 kernel_init=nnx.initializers.normal(c.init_std),
-                                dot_general=_dot_general, rngs=rngs)
+                                dot_general=_dot_general(c), rngs=rngs)
 
   def _logits(self, h_BTD):
     h_BTD = self.final_norm(h_BTD)
     if self.config.tie_embeddings:
       emb_VD = self.embed.embedding[...].astype(self.dtype)
       B, T, D = h_BTD.shape
-      if CUSTOM_MATMUL_GRADS:
+      if self.config.layout_vjps == "on":
         return _tied_logits(h_BTD.reshape(B * T, D), emb_VD).reshape(B, T, -1)
       return jnp.einsum("btd,vd->btv", h_BTD, emb_VD, preferred_element_type=jnp.float32)
     return self.lm_head(h_BTD).astype(jnp.float32)
@@ -315,14 +350,17 @@ class Transformer(nnx.Module):
       x_BTD = forward(block, x_BTD, cos, sin, segment_ids_BT)
     return self._logits(x_BTD)
 
-  def decode(self, tokens_BT, positions_BT, cache):
-    """Runs T new tokens against the cache; returns (float32 logits_BTV, updated cache)."""
+  def decode(self, tokens_BT, positions_BT, cache, valid_BS=None):
+    """Runs T new tokens against the cache; returns (float32 logits_BTV, updated cache).
+
+    `valid_BS` (bool, [B, cache length]) masks cache slots no row may attend to: the left
+    padding that batches prompts of different lengths."""
     cos, sin = rope_tables(positions_BT, self.config.head_dim, self.config.rope_theta)
     index = cache["index"]
     x_BTD = self.embed(tokens_BT)
     new_layers = []
     for block, layer_cache in zip(self.layers, cache["layers"]):
-      x_BTD, layer_cache = block.decode(x_BTD, cos, sin, layer_cache, index)
+      x_BTD, layer_cache = block.decode(x_BTD, cos, sin, layer_cache, index, valid_BS)
       new_layers.append(layer_cache)
     cache = {"layers": new_layers, "index": index + tokens_BT.shape[1]}
     return self._logits(x_BTD), cache

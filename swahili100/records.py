@@ -1,9 +1,17 @@
-"""The token-record contract (design.md §2): writing and reading tokenized shards.
+"""The token-record contract (docs/ARCHITECTURE.md, Contracts): writing and reading token shards.
 
 A records folder holds `manifest.json` and ArrayRecord shards per split, e.g.
 `train-00000-of-00008.array_record`. One record is one document's token ids as little-endian
 unsigned integers (`uint16` while the vocabulary fits, else `uint32`), ending with the
 end-of-text id. `data_pipeline/tokenize.py` writes this format; `swahili100/data.py` reads it.
+
+Per source (additions within format version 1; manifests written before them read as before):
+`manifest.json` lists the source names (`sources`, index = source id) and per split the
+documents, tokens and bytes of each source; `<split>-sources.npy` holds the source id of every
+record and `<split>-clusters.npy` its dedup cluster size (`dup_cluster_size`, 0 if unknown), both
+in the global record order of the split: its shards in manifest order, one after another (the
+order of `grain.sources.ArrayRecordDataSource(manifest.shard_paths(dir, split))`).
+`read_source_index` returns them, or None for an older manifest.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 from array_record.python import array_record_module as ar
@@ -51,6 +59,23 @@ def encode(ids: Iterable[int] | np.ndarray, dtype: str) -> bytes:
 def decode(record: bytes, dtype: str) -> np.ndarray:
   """Inverse of `encode`; returns native-endian int32 ids."""
   return np.frombuffer(record, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.int32)
+
+
+def index_files(split: str) -> tuple[str, str]:
+  """(per-record source ids, per-record dedup cluster sizes) file names of one split."""
+  return f"{split}-sources.npy", f"{split}-clusters.npy"
+
+
+def source_dtype(num_sources: int) -> str:
+  """Smallest little-endian dtype holding every source id."""
+  return "<u1" if num_sources <= 2**8 else "<u2" if num_sources <= 2**16 else "<u4"
+
+
+def write_array(path: str, array: np.ndarray) -> None:
+  """One `.npy` file, written atomically (tmp + rename)."""
+  with open(path + ".tmp", "wb") as f:
+    np.save(f, array)
+  os.replace(path + ".tmp", path)
 
 
 class ShardWriter:
@@ -97,6 +122,9 @@ class SplitInfo:
   documents: int
   tokens: int
   bytes: int  # UTF-8 bytes of the documents' text, for bits-per-byte.
+  sources: dict[str, dict] | None = None  # name -> {"documents", "tokens", "bytes"} in the split
+  source_index: str | None = None         # file: source id of every record (global order)
+  cluster_size: str | None = None         # file: dedup cluster size of every record (0: unknown)
 
 
 @dataclasses.dataclass
@@ -111,6 +139,7 @@ class Manifest:
   splits: dict[str, SplitInfo]
   format: str = FORMAT
   format_version: int = FORMAT_VERSION
+  sources: list[str] | None = None  # source id -> name, for `<split>-sources.npy`
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n"
@@ -159,8 +188,44 @@ def read_manifest(records_dir: str) -> Manifest:
     raise RecordsError(f"{path}: missing or unexpected field ({e}); re-run `swahili100 tokenize`.") from e
   if manifest.dtype == "uint16" and manifest.vocab_size > 2**16:
     raise RecordsError(f"{path}: vocab_size {manifest.vocab_size} does not fit dtype uint16.")
-  for split in manifest.splits:
-    for shard in manifest.shard_paths(records_dir, split):
-      if not os.path.exists(shard):
-        raise RecordsError(f"{path} lists {shard}, which is missing; re-run `swahili100 tokenize`.")
+  for split, info in manifest.splits.items():
+    files = [*manifest.shard_paths(records_dir, split),
+             *(os.path.join(records_dir, f) for f in (info.source_index, info.cluster_size) if f)]
+    for f in files:
+      if not os.path.exists(f):
+        raise RecordsError(f"{path} lists {f}, which is missing; re-run `swahili100 tokenize`.")
   return manifest
+
+
+class SourceIndex(NamedTuple):
+  """Per-record source and dedup cluster size of one split, in global record order."""
+  names: list[str]               # source id -> name
+  source: np.ndarray             # [documents] source id of every record
+  cluster_size: np.ndarray       # [documents] dup_cluster_size of every record (0: unknown)
+  counts: dict[str, dict]        # name -> {"documents", "tokens", "bytes"} in the split
+
+
+def read_source_index(records_dir: str, split: str,
+                      manifest: Manifest | None = None) -> SourceIndex | None:
+  """The split's `SourceIndex`, or None for a manifest written before sources were recorded.
+
+  Index i is record i of `grain.sources.ArrayRecordDataSource(manifest.shard_paths(records_dir,
+  split))`: the split's shards in manifest order, one after another."""
+  manifest = manifest if manifest is not None else read_manifest(records_dir)
+  manifest.shard_paths(records_dir, split)   # names the fix for an unknown split
+  info = manifest.splits[split]
+  if manifest.sources is None or not (info.source_index and info.cluster_size):
+    return None
+  arrays = []
+  for name in (info.source_index, info.cluster_size):
+    path = os.path.join(records_dir, name)
+    a = np.load(path)
+    if a.shape != (info.documents,):
+      raise RecordsError(f"{path} has shape {a.shape} but {MANIFEST} lists {info.documents} "
+                         f"documents in split {split!r}; re-run `swahili100 tokenize`.")
+    arrays.append(a)
+  if len(arrays[0]) and int(arrays[0].max()) >= len(manifest.sources):
+    raise RecordsError(f"{os.path.join(records_dir, info.source_index)} holds source id "
+                       f"{int(arrays[0].max())} but {MANIFEST} names {len(manifest.sources)} "
+                       "sources; re-run `swahili100 tokenize`.")
+  return SourceIndex(list(manifest.sources), arrays[0], arrays[1], dict(info.sources or {}))

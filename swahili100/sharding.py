@@ -31,12 +31,13 @@ A dimension whose size does not divide by its mesh axis size falls back to repli
 dimension (e.g. k_proj with K*H = 64 on tensor = 3), so every rule is always valid.
 """
 
-import os
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from swahili100 import config_lib
 
 AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -67,19 +68,20 @@ def mesh_shape(mesh_cfg: Any, device_count: int | None = None) -> tuple[int, int
   desc = ", ".join(f"config.mesh.{a}={s}" for a, s in zip(AXES, sizes))
   free = [i for i, s in enumerate(sizes) if s == -1]
   if len(free) > 1:
-    raise ValueError(f"{desc}: at most one mesh axis may be -1 (take the remaining devices)")
+    raise config_lib.ConfigError(f"{desc}: at most one mesh axis may be -1 (take the remaining "
+                                 "devices)")
   if any(s == 0 or s < -1 for s in sizes):
-    raise ValueError(f"{desc}: mesh axis sizes must be positive or -1")
+    raise config_lib.ConfigError(f"{desc}: mesh axis sizes must be positive or -1")
   fixed = int(np.prod([s for s in sizes if s != -1]))
   if free:
     if n % fixed:
-      raise ValueError(f"{desc}: the fixed axes multiply to {fixed}, which does not divide the "
-                       f"{n} devices of jax.device_count()")
+      raise config_lib.ConfigError(f"{desc}: the fixed axes multiply to {fixed}, which does not "
+                                   f"divide the {n} devices of jax.device_count()")
     sizes[free[0]] = n // fixed
   if int(np.prod(sizes)) != n:
-    raise ValueError(f"{desc}: the mesh has {int(np.prod(sizes))} devices but "
-                     f"jax.device_count() is {n}; make data*fsdp*tensor equal {n} "
-                     f"(or set one axis to -1)")
+    raise config_lib.ConfigError(f"{desc}: the mesh has {int(np.prod(sizes))} devices but "
+                                 f"jax.device_count() is {n}; make data*fsdp*tensor equal {n} "
+                                 f"(or set one axis to -1)")
   return tuple(sizes)
 
 
@@ -99,9 +101,9 @@ def check_batch(batch_size: int, mesh: Mesh) -> None:
   """Raises when the global batch does not split evenly over data*fsdp."""
   d = batch_size_divisor(mesh)
   if batch_size % d:
-    raise ValueError(f"config.data.batch_size={batch_size} must divide by "
-                     f"config.mesh.data*config.mesh.fsdp = {mesh.shape['data']}*"
-                     f"{mesh.shape['fsdp']} = {d} (the rows are split over those axes)")
+    raise config_lib.ConfigError(f"config.data.batch_size={batch_size} must divide by "
+                                 f"config.mesh.data*config.mesh.fsdp = {mesh.shape['data']}*"
+                                 f"{mesh.shape['fsdp']} = {d} (the rows are split over those axes)")
 
 
 def _path_names(path) -> tuple:
@@ -143,40 +145,26 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(BATCH_AXES, None))
 
 
-def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
-  """Builds global arrays from this process's rows (the global batch = rows of all processes)."""
-  out = {}
-  for name, x in local_batch.items():
+def _batch_spec(x) -> P:
+  return P(BATCH_AXES, *([None] * (np.ndim(x) - 1)))
+
+
+def shard_batch(local_batch: Any, mesh: Mesh) -> Any:
+  """Global arrays from this process's rows (the global batch = rows of all processes); any
+  pytree of [B_local, ...] arrays (a DPO batch nests two)."""
+  def place(x):
     x = np.asarray(x)
     global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
-    spec = P(BATCH_AXES, *([None] * (x.ndim - 1)))
-    out[name] = jax.make_array_from_process_local_data(NamedSharding(mesh, spec), x, global_shape)
-  return out
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, _batch_spec(x)), x,
+                                                  global_shape)
+  return jax.tree.map(place, local_batch)
 
 
-_MULTIHOST_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS", "MEGASCALE_COORDINATOR_ADDRESS")
-
-
-def maybe_initialize_distributed(config: Any) -> bool:
-  """Calls jax.distributed.initialize() for multi-host runs; returns whether it did.
-
-  Runs when config.mesh.distributed is True, or when the environment names a coordinator
-  (JAX_COORDINATOR_ADDRESS), a Cloud TPU multi-host slice (TPU_WORKER_HOSTNAMES with more than
-  one host) or a SLURM job with several tasks. Never on a plain single-host machine. Must be
-  called before anything touches jax.devices().
-  """
-  mesh_cfg = _get(config, "mesh", config)
-  wanted = bool(_get(mesh_cfg, "distributed", False))
-  env = os.environ
-  if not wanted:
-    hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]
-    wanted = (any(env.get(k) for k in _MULTIHOST_ENV) or len(hosts) > 1
-              or int(env.get("SLURM_NTASKS", "1") or 1) > 1)
-  if not wanted:
-    return False
-  try:
-    jax.distributed.initialize()
-  except RuntimeError as e:  # already initialized (e.g. by a launcher) is fine
-    if "already" not in str(e).lower():
-      raise
-  return True
+def shard_global_batch(batch: Any, mesh: Mesh) -> Any:
+  """Global arrays from a batch every process holds whole (evaluation data): each process
+  places only the rows its devices own."""
+  def place(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, _batch_spec(x)),
+                                        lambda index: x[index])
+  return jax.tree.map(place, batch)

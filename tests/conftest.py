@@ -3,6 +3,10 @@
 import os
 from pathlib import Path
 
+# CPU tests stay off the TPU runtime (libtpu is installed for the ahead-of-time compile tests);
+# subprocesses inherit it.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
 import pytest
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tokenizers
 
-from swahili100 import data, records, special_tokens
+from swahili100 import data, lm, records, special_tokens
 
 from conftest import documents, tiny_config, write_records
 
@@ -84,14 +84,30 @@ def test_shuffle_depends_on_seed_and_processes_get_disjoint_halves(tiny_records)
   assert p0.shape == (4, 32) and not np.array_equal(p0, p1)
 
 
+def test_global_batch_is_the_same_for_any_process_count(tiny_records):
+  """Process p's rows are rows [p B/P, (p+1) B/P) of the one-process batch, step after step,
+  each process reading only its documents: what makes 2 processes train like 1."""
+  config = _config(tiny_records)
+  manifest = data.check_manifest(config)
+  one = iter(data.train_dataset(config, manifest))
+  splits = {n: [iter(data.train_dataset(config, manifest, i, n)) for i in range(n)]
+            for n in (2, 4)}
+  for _ in range(6):
+    want = next(one)
+    for parts in splits.values():
+      got = [next(p) for p in parts]
+      for k in want:
+        np.testing.assert_array_equal(np.concatenate([g[k] for g in got]), want[k])
+
+
 def test_token_bytes_sum_to_the_text_bytes(tiny_records):
   _, tok_path, vocab = tiny_records
   tok = tokenizers.Tokenizer.from_file(tok_path)
-  table = data.token_bytes(tok_path, vocab)
+  table = lm.token_bytes(tok_path, vocab)
   text = "Ng'ombe wa mzee Juma walipotea porini — 5 km kutoka Dodoma."
   ids = tok.encode(text).ids + [special_tokens.EOS_ID]
   assert table[ids].sum() == len(text.encode("utf-8"))
-  assert data.bits_per_byte(np.log(2) * 10, 5) == pytest.approx(2.0)
+  assert lm.bits_per_byte(np.log(2) * 10, 5) == pytest.approx(2.0)
 
 
 def test_validation_pass_is_deterministic_and_padded(tiny_records):

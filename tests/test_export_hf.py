@@ -135,7 +135,8 @@ def test_export_cli_from_workdir_writes_card_from_the_run(tiny_records, tmp_path
       {"step": 5, "loss": 5.5, "tokens_seen": 10240},
       {"step": 7, "loss": 4.25, "tokens_seen": 14336},
       {"step": 7, "eval_loss": 4.5, "eval_bpb": 1.875, "eval_tokens": 999}]) + "\n")
-  (workdir / "eval.json").write_text(json.dumps({"checkpoint": "x", "xcopa_accuracy": 0.625}))
+  (workdir / "eval.json").write_text(json.dumps({"checkpoint": "x", "tasks": {
+      "xcopa": {"acc": 0.625, "n": 8, "chance": 0.5}}}))
 
   out = tmp_path / "hf"
   assert export_main.main(["--checkpoint", str(workdir), "--format", "hf", "--output",
@@ -146,9 +147,14 @@ def test_export_cli_from_workdir_writes_card_from_the_run(tiny_records, tmp_path
   assert cfg["rope_parameters"] == {"rope_type": "default", "rope_theta": 10000.0}
   assert "rope_theta" not in cfg and cfg["architectures"] == ["LlamaForCausalLM"]
   card = (out / "README.md").read_text()
-  assert "Checkpoint step: 7" in card and "training tokens: 14,336" in card
-  assert "| eval_bpb | 1.875 |" in card and "| evaluate_xcopa_accuracy | 0.625 |" in card
-  assert "300 documents" in card  # the records manifest's train split
+  assert "step 7, 14,336 tokens seen, last training loss 4.2500" in card
+  assert "eval_bpb 1.875" in card and "| xcopa | acc | 0.625 |" in card
+  assert "| xcopa | chance | 0.5 |" in card
+  assert "train: 300 documents" in card  # the records manifest's train split
+  # nothing the run did not record: no corpus or benchmark is claimed
+  assert "sources of the training data are not recorded" in card
+  for claim in ("Maneno Yetu", "MasakhaNEWS", "AfriSenti"):
+    assert claim not in card
   for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json",
                "model.safetensors"):
     assert (out / name).exists(), name

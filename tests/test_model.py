@@ -1,5 +1,7 @@
 """The Llama decoder: parameter tree, math against independent references, masking, KV cache."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ from flax import nnx
 
 from configs.debug import get_config
 from swahili100 import attention as attention_lib
+from swahili100 import config_lib
 from swahili100 import model as model_lib
 
 
@@ -156,10 +159,23 @@ def _packed_qkv(T, seed=0):
 def test_causal_chunking_equals_one_block(monkeypatch):
   q, k, v, seg = _packed_qkv(16)
   monkeypatch.setattr(attention_lib, "MIN_CHUNK", 2)
-  chunked = jax.jit(attention_lib.attention)(q, k, v, seg)
-  monkeypatch.setattr(attention_lib, "CAUSAL_CHUNKS", 1)
-  whole = jax.jit(attention_lib.attention)(q, k, v, seg)
+  chunked = jax.jit(functools.partial(attention_lib.attention, causal_chunks=4))(q, k, v, seg)
+  whole = jax.jit(functools.partial(attention_lib.attention, causal_chunks=1))(q, k, v, seg)
   np.testing.assert_allclose(chunked, whole, atol=1e-6)
+
+
+def test_model_switches_are_config_fields():
+  """layout VJPs and causal chunks come from config.model, resolved per platform."""
+  c = model_lib.resolve(small_config(), "cpu")
+  assert (c.layout_vjps, c.attention, c.causal_chunks) == ("on", "reference", 4)
+  assert model_lib.resolve(small_config(), "tpu").layout_vjps == "off"
+  assert model_lib.resolve(small_config(attention="auto"), "tpu").attention == "splash"
+  assert model_lib.resolve(small_config(layout_vjps="off"), "cpu").layout_vjps == "off"
+  m = make(layout_vjps="on")
+  assert m.layers[0].mlp.up_proj.dot_general is model_lib._layout_dot_general
+  assert make(layout_vjps="off").layers[0].mlp.up_proj.dot_general is jax.lax.dot_general
+  with pytest.raises(config_lib.ConfigError, match="layout_vjps"):
+    make(layout_vjps="maybe")
 
 
 def test_splash_wrapper_matches_reference_in_interpret_mode():
@@ -246,11 +262,10 @@ def loss_and_grads(m, tok):
 
 
 @pytest.mark.parametrize("tie", [True, False])
-def test_custom_matmul_gradients_equal_autodiff(tie, monkeypatch):
+def test_custom_matmul_gradients_equal_autodiff(tie):
   tok = tokens(2, 9)
-  loss, grads = loss_and_grads(make(tie_embeddings=tie), tok)
-  monkeypatch.setattr(model_lib, "CUSTOM_MATMUL_GRADS", False)
-  loss_ref, grads_ref = loss_and_grads(make(tie_embeddings=tie), tok)
+  loss, grads = loss_and_grads(make(tie_embeddings=tie, layout_vjps="on"), tok)
+  loss_ref, grads_ref = loss_and_grads(make(tie_embeddings=tie, layout_vjps="off"), tok)
   np.testing.assert_allclose(loss, loss_ref, rtol=1e-6)
   for g, r in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_ref)):
     np.testing.assert_allclose(g, r, atol=1e-6, rtol=1e-4)
@@ -287,7 +302,10 @@ def test_attention_backend_selection():
   with pytest.raises(ValueError, match="needs a TPU"):
     attention_lib.resolve("splash", "cpu")
   with pytest.raises(ValueError, match="needs a TPU"):
-    make(attention="splash")(tokens(1, 4))
+    model_lib.resolve(small_config(attention="splash"), "cpu")
+  # inference of a TPU-trained model on CPU falls back to the reference
+  assert model_lib.resolve(small_config(attention="splash"), "cpu", strict=False).attention == \
+      "reference"
   np.testing.assert_array_equal(jitted(make(attention="auto"))(tokens(1, 6)),
                                 jitted(make())(tokens(1, 6)))
 

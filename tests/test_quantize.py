@@ -9,7 +9,8 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from swahili100 import checkpoint, evaluate, generate
+from swahili100 import evaluate, generate, inference
+from swahili100.evals import bpb
 from swahili100.export import quantize
 from tests.test_export_hf import export_config, random_model
 
@@ -71,18 +72,18 @@ def test_quantize_cli_report_load_and_generate(tiny_records, tmp_path, capsys):
   assert abs(report["bpb_increase_pct"]) < 3.0
   assert report["quant_weight_bytes"] < 0.6 * report["float_weight_bytes"]
 
-  qconfig, qmodel = checkpoint.load_model(out)  # dispatches on the `quant` block
+  qconfig, qmodel = inference.load(out)  # dispatches on the `quant` block
   assert qconfig.quant.bits == 4 and qconfig.quant.group_size == 64
   assert isinstance(qmodel.layers[1].mlp.down_proj, quantize.QuantLinear)
   assert isinstance(qmodel.lm_head, quantize.QuantLinear)
   assert qmodel.layers[0].attn.q_proj.qweight[...].dtype == jnp.uint8
   assert qmodel.layers[0].attn.q_proj.qweight[...].shape == (config.model.d_model // 2,
                                                              4 * config.model.head_dim)
-  after = evaluate.eval_loss_bpb(qmodel, qconfig, max_batches=2)
+  after = bpb.model_bpb(qmodel, qconfig, max_batches=2)
   assert after["bpb"] == pytest.approx(report["after"]["bpb"], rel=1e-5)
   ids = generate.generate_ids(qmodel, [2, 30, 31], 8, eos_id=None)
   assert len(ids) == 8 and all(0 <= i < config.model.vocab_size for i in ids)
-  # the CLIs run the quantized folder directly (checkpoint.load_model dispatch)
+  # the CLIs run the quantized folder directly (inference.load dispatch)
   capsys.readouterr()
   assert evaluate.main(["--checkpoint", out, "--metric", "loss", "--max-batches", "2",
                         "--output", str(tmp_path / "eval.json")]) == 0
@@ -100,7 +101,8 @@ def test_quantize_cli_report_load_and_generate(tiny_records, tmp_path, capsys):
   assert export_main.main(["--checkpoint", out, "--format", "hf", "--output",
                            str(tmp_path / "hf")]) == 0
   card = (tmp_path / "hf" / "README.md").read_text()
-  assert "dequantized int4 (group size 64, method mse)" in card and "Checkpoint step: 7" in card
+  assert "dequantized int4 (group size 64, method mse)" in card
+  assert "Exported checkpoint: step 7." in card
   hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).eval()
   ids_BT = np.random.RandomState(5).randint(0, config.model.vocab_size, (2, 19))
   want = np.asarray(qmodel(jnp.asarray(ids_BT)))

@@ -12,7 +12,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from configs.debug import get_config
-from swahili100 import sharding
+from swahili100 import config_lib, distributed, sharding
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,13 +65,17 @@ def test_rules_fall_back_to_replication_on_non_dividing_dims():
   assert sharding.spec_for(("something", "new"), (128, 128), mesh) == P()
 
 
-def test_maybe_initialize_distributed_is_off_on_a_plain_host(monkeypatch):
+def test_distributed_is_off_on_a_plain_host_and_checks_explicit_settings(monkeypatch):
   for k in ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS", "MEGASCALE_COORDINATOR_ADDRESS",
             "TPU_WORKER_HOSTNAMES", "SLURM_NTASKS"):
     monkeypatch.delenv(k, raising=False)
-  assert sharding.maybe_initialize_distributed(get_config()) is False
+  assert distributed.initialize(get_config().mesh) is False
   monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")  # a single-host TPU VM
-  assert sharding.maybe_initialize_distributed(get_config()) is False
+  assert distributed.initialize(get_config().mesh) is False
+  mesh = get_config().mesh
+  mesh.update(coordinator_address="127.0.0.1:1234", num_processes=2, process_id=2)
+  with pytest.raises(config_lib.ConfigError, match="give all three"):
+    distributed.initialize(mesh)
 
 
 SHARDED_FORWARD = textwrap.dedent("""

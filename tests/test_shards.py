@@ -3,13 +3,13 @@ or vanishes, in == out + sum(dropped), SIGKILL + rerun and --workers N give iden
 
 import gzip
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import fault_hooks
 from data_pipeline import clean, dedup, shards
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,9 +131,10 @@ def test_sample_corpus_balances_through_clean_and_dedup(tmp_path):
                  kept[k].get("duplicate_of") in kept for k in kept)
 
 
-def _run(module: str, args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-                        text=True, env={**os.environ, **(env or {})})
+def _run(module: str, args: list[str], kill: str | None = None) -> subprocess.CompletedProcess:
+  """The phase in a subprocess; with `kill` ("EVENT@INDEX") it SIGKILLs itself at that point."""
+  cmd = fault_hooks.command(kill, module, args) if kill else [sys.executable, "-m", module, *args]
+  return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("module", ["data_pipeline.clean", "data_pipeline.dedup"])
@@ -144,11 +145,11 @@ def test_sigkill_then_rerun_is_byte_identical(tmp_path, module):
     assert clean.main(["--input", str(SAMPLE), "--output", str(inp)]) == 0
   ref, out = tmp_path / "ref", tmp_path / "out"
   assert _run(module, ["--input", str(inp), "--output", str(ref)]).returncode == 0
-  kills = [{"SWAHILI100_TEST_KILL_AFTER_SHARDS": "2"}]
+  kills = ["unit_progress@2"]   # mid-shard, after the first two shards finished
   if module.endswith("dedup"):
-    kills.insert(0, {"SWAHILI100_TEST_KILL_IN_DECIDE": "1"})
-  for env in kills:
-    r = _run(module, ["--input", str(inp), "--output", str(out)], env)
+    kills.insert(0, "decide_shard_done@0")   # in the decision pass, before complete.json
+  for kill in kills:
+    r = _run(module, ["--input", str(inp), "--output", str(out)], kill)
     assert r.returncode == -9, r.stderr[-500:]
   assert any(p.name.endswith(".tmp") for p in out.rglob("*"))   # killed mid-shard
   assert len(list(out.glob("*.done"))) == 2                       # two shards had finished
@@ -195,9 +196,55 @@ def test_killed_worker_fails_the_phase_instead_of_hanging(tmp_path):
   ref, out = tmp_path / "ref", tmp_path / "out"
   assert clean.main(["--input", str(SAMPLE), "--output", str(ref)]) == 0
   args = ["--input", str(SAMPLE), "--output", str(out), "--workers", "2"]
-  r = subprocess.run([sys.executable, "-m", "data_pipeline.clean", *args], cwd=REPO, timeout=120,
-                     capture_output=True, text=True,
-                     env={**os.environ, "SWAHILI100_TEST_KILL_AFTER_SHARDS": "2"})
+  r = subprocess.run(fault_hooks.command("unit_progress@2", "data_pipeline.clean", args),
+                     cwd=REPO, timeout=120, capture_output=True, text=True)
   assert r.returncode != 0 and "BrokenProcessPool" in r.stderr
   assert _run("data_pipeline.clean", args).returncode == 0
   assert _tree(out) == _tree(ref)
+
+
+PHASES = {  # module: (argv before the override, config section)
+    "download": (["--source", "sample", "--output", "{out}"], "download"),
+    "clean": (["--input", "{inp}", "--output", "{out}"], "clean"),
+    "dedup": (["--input", "{inp}", "--output", "{out}"], "dedup"),
+    "filter": (["--input", "{inp}", "--output", "{out}"], "filter"),
+    "train_tokenizer": (["--input", "{inp}", "--output", "{out}"], "tokenizer"),
+    "tokenize": (["--input", "{inp}", "--output", "{out}", "--tokenizer", "t.json"], "tokenize"),
+    "plan_data": (["--input", "{inp}", "--output", "{out}"], "plan"),
+}
+
+
+@pytest.mark.parametrize("module", sorted(PHASES))
+def test_every_phase_refuses_unknown_config_keys(module, tmp_path, capsys):
+  import importlib
+  argv, section = PHASES[module]
+  argv = [a.format(inp=SAMPLE, out=tmp_path / "o") for a in argv]
+  main = importlib.import_module(f"data_pipeline.{module}").main
+  with pytest.raises(SystemExit):
+    main([*argv, f"--config.{section}.no_such_key=1"])
+  assert f"unknown config key --config.{section}.no_such_key" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    main([*argv, "--config.runner.workerz=2"])
+  assert "did you mean --config.runner.workers" in capsys.readouterr().err
+  assert not (tmp_path / "o").exists()   # refused before any work
+
+
+def test_config_overrides_reach_clean_dedup_and_download(tmp_path):
+  c = tmp_path / "c"
+  assert clean.main(["--input", str(SAMPLE), "--output", str(c),
+                     "--config.clean.min_chars=100000"]) == 0
+  assert json.loads((c / "stats.json").read_text())["docs"]["out"] == 0
+  assert clean.main(["--input", str(SAMPLE), "--output", str(tmp_path / "c2"), "--min-chars", "50",
+                     "--config.clean.min_chars=100000", "--config.runner.workers=2"]) == 0
+  assert json.loads((tmp_path / "c2" / "stats.json").read_text())["docs"]["out"] == 403
+  d = tmp_path / "d"   # the explicit flag wins over the override of the same key
+  assert dedup.main(["--input", str(tmp_path / "c2"), "--output", str(d), "--threshold", "0.9",
+                     "--config.dedup.threshold=0.5", "--config.dedup.num_perm=64"]) == 0
+  conf = json.loads((d / "stats.json").read_text())["config"]
+  assert conf["threshold"] == 0.9 and conf["num_perm"] == 64
+  from data_pipeline import download
+  raw = tmp_path / "raw"
+  assert download.main(["--source", "local", "--path", str(SAMPLE), "--output", str(raw),
+                        "--config.download.shard_docs=60", "--config.download.licence=CC0"]) == 0
+  parts = sorted(p.name for p in (raw / "local").glob("sample-00000-*.jsonl.gz"))
+  assert len(parts) >= 2 and all(d["licence"] == "CC0" for _, d in shards.iter_docs(raw / "local"))

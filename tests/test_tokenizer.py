@@ -1,13 +1,13 @@
 """Phases 5-6: train-tokenizer (specials, NFC, round trip, report) and tokenize (records contract)."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import tokenizers
 
+import fault_hooks
 from conftest import REPO, SENTENCES, documents, tiny_config
 from data_pipeline import tokenize as tkz
 from data_pipeline import train_tokenizer as tt
@@ -146,8 +146,8 @@ def test_tokenize_sigkill_rerun_is_byte_identical(trained, tmp_path):
   clean = tmp_path / "clean"
   killed = tmp_path / "killed"
   subprocess.run(args + ["--output", str(clean)], cwd=REPO, check=True)
-  env = dict(os.environ, SWAHILI100_TEST_KILL_AFTER_SHARDS="1")
-  r = subprocess.run(args + ["--output", str(killed)], cwd=REPO, env=env)
+  kill = fault_hooks.command("unit_progress@1", "data_pipeline.tokenize", args[3:])
+  r = subprocess.run(kill + ["--output", str(killed)], cwd=REPO)   # after shard 1's first batch
   assert r.returncode == -9 and not (killed / "manifest.json").exists()
   subprocess.run(args + ["--output", str(killed)], cwd=REPO, check=True)
   assert record_files(killed) == record_files(clean)

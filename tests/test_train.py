@@ -183,7 +183,7 @@ def test_resume_refuses_a_different_model_config(run12, capsys):
                      f"--config.data.tokenizer={config.data.tokenizer}",
                      f"--config.model.vocab_size={config.model.vocab_size}"]) == 2
   err = capsys.readouterr().err
-  assert "different model config" in err and "d_model: saved 32, now 128" in err
+  assert "different config" in err and "model.d_model: saved 32, now 128" in err
   assert open(os.path.join(workdir, "config.json")).read() == before
 
 
@@ -197,11 +197,64 @@ def test_evaluate_cli_matches_training_eval_and_scores_xcopa(run12, tmp_path):
             "question": "cause", "label": 0}]
   xcopa.write_text("\n".join(json.dumps(i) for i in items))
   out = tmp_path / "eval.json"
-  assert evaluate.main(["--checkpoint", workdir, "--metric", "all", "--max-batches", "2",
-                        "--xcopa", str(xcopa), "--output", str(out)]) == 0
+  assert evaluate.main(["--checkpoint", workdir, "--tasks", "bpb,xcopa", "--max-batches", "2",
+                        "--data", f"xcopa={xcopa}", "--output", str(out)]) == 0
   report = json.load(open(out))
   with open(os.path.join(workdir, "logs", "training.jsonl")) as f:
     final = [json.loads(l) for l in f if "eval_loss" in l][-1]
-  assert report["loss"] == pytest.approx(final["eval_loss"], rel=1e-5)
-  assert report["bpb"] == pytest.approx(final["eval_bpb"], rel=1e-5)
-  assert report["xcopa_items"] == 2 and report["xcopa_accuracy"] in (0.0, 0.5, 1.0)
+  assert report["step"] == 12
+  assert report["tasks"]["bpb"]["loss"] == pytest.approx(final["eval_loss"], rel=1e-5)
+  assert report["tasks"]["bpb"]["bpb"] == pytest.approx(final["eval_bpb"], rel=1e-5)
+  x = report["tasks"]["xcopa"]
+  assert x["n"] == 2 and x["acc"] in (0.0, 0.5, 1.0) and x["chance"] == 0.5
+  assert len((tmp_path / "eval.items.jsonl").read_text().splitlines()) == 2
+  # the older flags still work and also write the older flat keys
+  assert evaluate.main(["--checkpoint", workdir, "--metric", "all", "--max-batches", "2",
+                        "--xcopa", str(xcopa), "--output", str(tmp_path / "old.json")]) == 0
+  old = json.load(open(tmp_path / "old.json"))
+  assert old["bpb"] == report["tasks"]["bpb"]["bpb"] and old["xcopa_accuracy"] == x["acc"]
+
+
+def test_grain_worker_processes_give_the_same_batches_and_resume_exactly(tiny_records, tmp_path):
+  """data.worker_count=2 (Grain worker processes) trains on exactly the batches of 0 workers,
+  and resumes bit-exactly; resuming with another worker count is refused (its position format
+  differs)."""
+  runs = {}
+  for workers in (0, 2):
+    config = tiny_config(*tiny_records, **{"data.worker_count": workers, "train.num_steps": 6,
+                                           "train.checkpoint_every": 3, "train.keep_last": 5})
+    workdir = str(tmp_path / f"w{workers}")
+    assert train.run(config, workdir) == 0
+    runs[workers] = (workdir, config)
+  assert _losses(runs[0][0]) == _losses(runs[2][0])
+  workdir, config = runs[2]
+  resumed = str(tmp_path / "w2-resumed")
+  shutil.copytree(workdir, resumed)
+  shutil.rmtree(os.path.join(resumed, "checkpoints", "6"))
+  assert train.run(config, resumed, resume=os.path.join(resumed, "checkpoints", "3")) == 0
+  assert [_losses(resumed)[s] for s in (4, 5, 6)] == [_losses(workdir)[s] for s in (4, 5, 6)]
+  other = tiny_config(*tiny_records, **{"data.worker_count": 0, "train.num_steps": 9})
+  with pytest.raises(checkpoint.CheckpointError, match="data.worker_count: saved 2, now 0"):
+    train.run(other, resumed)
+
+
+def test_unreadable_latest_checkpoint_is_reported_and_the_run_falls_back(run12, tmp_path, capsys):
+  """A complete but unreadable newest step is moved aside with a warning; the run resumes from
+  the newest good one and saves that step again (never silently skipping later saves)."""
+  workdir, config = run12
+  broken = str(tmp_path / "broken")
+  shutil.copytree(workdir, broken)
+  for root, _, files in os.walk(os.path.join(broken, "checkpoints", "12", "params")):
+    for name in files:
+      if os.path.basename(root) == "d":  # the array data files: truncated as by a bad disk
+        open(os.path.join(root, name), "wb").close()
+  longer = config.copy_and_resolve_references()
+  longer.train.num_steps = 18
+  capsys.readouterr()
+  assert train.run(longer, broken) == 0
+  err = capsys.readouterr().err
+  assert "checkpoints/12 is unreadable" in err and "resuming from step 6" in err
+  assert _steps(broken) == [6, 12, 18]
+  assert os.path.isdir(os.path.join(broken, "checkpoints", "12.unreadable"))
+  # the state of step 6 came back exactly (later steps differ: 18 steps is another schedule)
+  assert _losses(broken)[7] == _losses(workdir)[7]

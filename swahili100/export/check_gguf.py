@@ -72,9 +72,9 @@ def _hf_dir(args, tmp: str) -> str:
   if args.hf_dir:
     return args.hf_dir
   if args.checkpoint:
-    from swahili100 import checkpoint  # noqa: PLC0415
+    from swahili100 import inference  # noqa: PLC0415
     from swahili100.export import hf  # noqa: PLC0415
-    config, model = checkpoint.load_model(args.checkpoint)
+    config, model = inference.load(args.checkpoint)
     return hf.export_hf(config, model, args.tokenizer or config.data.tokenizer,
                         os.path.join(tmp, "hf"))
   return _random_hf_dir(tmp)

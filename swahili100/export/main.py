@@ -7,12 +7,14 @@
 
 `hf` is also the PyTorch export (LlamaForCausalLM, safetensors). `onnx` and `gguf` write the HF
 folder first (under OUTPUT/hf) and convert from it, so all formats share one set of weights.
+`--checkpoint` and `--output` may be gs:// URLs.
 """
 
 import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 FORMATS = ("hf", "torch", "onnx", "gguf")
@@ -33,49 +35,63 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--gguf-type", choices=("f32", "f16", "q8_0", "q4_0"), default="f16")
   args = parser.parse_args(argv)
 
-  from swahili100 import checkpoint  # noqa: PLC0415
-  from swahili100.export import hf  # noqa: PLC0415
+  from swahili100 import checkpoint, fs, inference  # noqa: PLC0415
   workdir, step = checkpoint.split_path(args.checkpoint)
-  config, model = checkpoint.load_model(args.checkpoint)
+  config, model = inference.load(args.checkpoint)
   if "quant" in config and config.quant.get("source"):  # card figures from the source run
     workdir, step = checkpoint.split_path(config.quant.source)
+  if step is None:
+    step = checkpoint.latest_step(workdir)
   tok_path = args.tokenizer or config.data.tokenizer
-  if not os.path.exists(tok_path):
+  if not fs.exists(tok_path):
     print(f"export: tokenizer {tok_path!r} (config.data.tokenizer) not found; pass --tokenizer",
           file=sys.stderr)
     return 2
+  # The converters write local files; a gs:// output is written to a temporary folder first.
+  with tempfile.TemporaryDirectory(prefix="swahili100-export-") as tmp:
+    out = tmp if fs.is_remote(args.output) else args.output
+    written, timings = export(args, config, model, fs.local_file(tok_path), out, workdir, step)
+    sizes = {fs.join(args.output, os.path.relpath(p, out)) if out == tmp else p:
+             (os.path.getsize(p) if os.path.isfile(p) else
+              sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(p)
+                  for f in files)) for p in written}
+    if out == tmp:
+      fs.upload_dir(tmp, args.output)
+    if args.repo:
+      from swahili100.export import hub  # noqa: PLC0415
+      url = hub.upload(out, args.repo, private=args.private)
+      print(f"uploaded {args.output} to {args.repo}: {url}")
+  print(json.dumps({"format": args.format, "written": sizes, "timings": timings}, indent=2))
+  return 0
+
+
+def export(args, config, model, tok_path: str, out: str, workdir: str, step: int | None):
+  """Writes the format of `args` into the local folder `out`; returns (paths, timings)."""
+  from swahili100.export import hf  # noqa: PLC0415
   timings = {}
   t0 = time.perf_counter()
-  hf_dir = args.output if args.format in ("hf", "torch") else os.path.join(args.output, "hf")
+  hf_dir = out if args.format in ("hf", "torch") else os.path.join(out, "hf")
   hf.export_hf(config, model, tok_path, hf_dir, workdir=workdir, step=step)
   timings["hf_s"] = round(time.perf_counter() - t0, 2)
   written = [hf_dir]
   if args.format == "onnx":
     from swahili100.export import onnx_export  # noqa: PLC0415
     t0 = time.perf_counter()
-    path = onnx_export.export_onnx(hf_dir, os.path.join(args.output, "model.onnx"))
+    path = onnx_export.export_onnx(hf_dir, os.path.join(out, "model.onnx"))
     timings["onnx_s"] = round(time.perf_counter() - t0, 2)
     written.append(path)
     if args.quantize == "int4":
       t0 = time.perf_counter()
-      written.append(onnx_export.quantize_int4(path, os.path.join(args.output, "model-int4.onnx"),
+      written.append(onnx_export.quantize_int4(path, os.path.join(out, "model-int4.onnx"),
                                                args.block_size))
       timings["onnx_int4_s"] = round(time.perf_counter() - t0, 2)
   elif args.format == "gguf":
     from swahili100.export import gguf_export  # noqa: PLC0415
     t0 = time.perf_counter()
     written.append(gguf_export.export_gguf(
-        hf_dir, os.path.join(args.output, f"model-{args.gguf_type}.gguf"), args.gguf_type))
+        hf_dir, os.path.join(out, f"model-{args.gguf_type}.gguf"), args.gguf_type))
     timings["gguf_s"] = round(time.perf_counter() - t0, 2)
-  if args.repo:
-    from swahili100.export import hub  # noqa: PLC0415
-    url = hub.upload(args.output, args.repo, private=args.private)
-    print(f"uploaded {args.output} to {args.repo}: {url}")
-  sizes = {p: (os.path.getsize(p) if os.path.isfile(p) else
-               sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(p) for f in fs))
-           for p in written}
-  print(json.dumps({"format": args.format, "written": sizes, "timings": timings}, indent=2))
-  return 0
+  return written, timings
 
 
 if __name__ == "__main__":

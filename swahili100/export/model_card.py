@@ -1,64 +1,128 @@
-"""The exported model's README.md: architecture, size, data and licences, training, evaluation."""
+"""The exported model's README.md, stating only what the run recorded.
 
-import json
+Provenance is read, never assumed: the token records' manifest (tokenizer SHA-256, documents and
+tokens per split) and the `stats.json` chain of the data phases that made them (each phase's
+`input` leads back to the download's sources and their licences); the training log (steps,
+tokens seen, last loss, validation figures); the alignment stage and its data file for SFT/DPO
+runs (and, through `align.base`, the runs before them); and `eval.json` from `swahili100
+evaluate`. What is not on record is written as not recorded.
+"""
+
 import os
 
-DATA_NOTE = """\
-Trained on Swahili web and news text prepared by the Swahili-100 pipeline (clean -> dedup ->
-quality filter -> byte-level BPE). The demo and benchmark runs use the Maneno Yetu Swahili news
-corpus (research use only, not redistributable); evaluation sets: XCOPA-sw (CC BY 4.0),
-MasakhaNEWS-swa (AFL-3.0), AfriSenti-swa (CC BY 4.0). Check the licences of the data you trained
-on before publishing weights."""
+from swahili100 import fs, metrics
+
+PHASE_FILE = "stats.json"
 
 
-def _training_log(workdir: str | None) -> list[dict]:
-  path = os.path.join(workdir, "logs", "training.jsonl") if workdir else None
-  if not path or not os.path.exists(path):
-    return []
-  rows = []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        continue
-  return rows
+def _json(path):
+  try:
+    return fs.read_json(path)
+  except (OSError, ValueError):
+    return None
 
 
-def summary(workdir: str | None, step: int | None = None) -> dict:
-  """Last step, tokens seen, train loss and validation figures from training.jsonl (rows up
-  to `step` when given), plus `eval.json` (`swahili100 evaluate`) when the run has one."""
-  out = {}
-  for row in _training_log(workdir):
-    if step is not None and isinstance(row.get("step"), int) and row["step"] > step:
-      continue
-    for key, value in row.items():
-      if isinstance(value, (int, float)) and (key in ("step", "loss", "tokens_seen")
-                                              or key.startswith(("eval", "val"))):
-        out[key] = value
-  path = os.path.join(workdir, "eval.json") if workdir else None
-  if path and os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      report = json.load(f)
-    for key, value in report.items():
-      if isinstance(value, (int, float)) and not isinstance(value, bool):
-        out[f"evaluate_{key}"] = value
+def _resolve(folder: str, after: str) -> str:
+  """A phase's recorded `input` as a path: as recorded when it exists, else the folder of that
+  name beside `after` (the phase folders of one pipeline sit side by side)."""
+  if fs.is_remote(folder) or os.path.exists(folder):
+    return fs.absolute(folder)
+  return os.path.join(os.path.dirname(after.rstrip("/")), os.path.basename(folder.rstrip("/")))
+
+
+def data_lineage(records_dir: str | None) -> list[dict]:
+  """The `stats.json` of the records folder and of every phase folder before it, newest first
+  (each phase records its `input`); stops where the chain is broken."""
+  out, folder, seen = [], records_dir, set()
+  while folder and folder not in seen and fs.exists(fs.join(folder, PHASE_FILE)):
+    seen.add(folder)
+    stats = _json(fs.join(folder, PHASE_FILE))
+    if not isinstance(stats, dict):
+      break
+    out.append({"folder": folder, **stats})
+    folder = _resolve(stats["input"], folder) if stats.get("input") else None
   return out
 
 
-def _records(config) -> str:
-  """One line on the token records the model trained on (from their manifest.json)."""
-  try:
-    path = os.path.join(config.data.records_dir, "manifest.json")
-    with open(path, encoding="utf-8") as f:
-      manifest = json.load(f)
-  except (AttributeError, KeyError, OSError, ValueError):
-    return ""
-  parts = [f"{name}: {s.get('documents', '?'):,} documents, {s.get('tokens', '?'):,} tokens"
-           for name, s in manifest.get("splits", {}).items()]
-  return (f"\n\nToken records (`{os.path.basename(os.path.normpath(config.data.records_dir))}`, "
-          f"tokenizer SHA-256 `{manifest.get('tokenizer_sha256', '?')[:16]}`): "
-          + "; ".join(parts) + ".")
+def sources(lineage: list[dict]) -> dict:
+  """{source name: {documents, licence, provenance...}} of the download phase in `lineage`."""
+  for stats in lineage:
+    if stats.get("phase") == "download":
+      return {name: {"documents": s.get("docs", {}).get("out"),
+                     **(s.get("provenance") or {})} for name, s in stats.get("sources", {}).items()}
+  return {}
+
+
+def _origin(source: dict) -> str:
+  for key in ("path", "repo", "url", "tfds"):
+    if source.get(key):
+      return str(source[key])
+  return "not recorded"
+
+
+def _manifest(records_dir):
+  return _json(fs.join(records_dir, "manifest.json")) if records_dir else None
+
+
+def _eval_rows(workdir) -> list[tuple[str, str, float]]:
+  """(task, metric, value) from `<workdir>/eval.json` (the project's task format or the flat
+  older one)."""
+  report = _json(fs.join(workdir, "eval.json")) if workdir else None
+  if not isinstance(report, dict):
+    return []
+  rows = []
+  for task, m in (report.get("tasks") or {}).items():
+    for key in ("acc", "acc_norm", "bpb", "loss", "n", "chance", "majority"):
+      if isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool):
+        rows.append((task, key, m[key]))
+  for key, value in report.items():
+    if key != "tasks" and isinstance(value, (int, float)) and not isinstance(value, bool):
+      rows.append(("(run)", key, value))
+  return rows
+
+
+def _training(workdir, step) -> dict:
+  out = {}
+  for row in metrics.read_log(workdir) if workdir else []:
+    if step is not None and isinstance(row.get("step"), int) and row["step"] > step:
+      continue
+    for key, value in row.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out[key] = value
+  return out
+
+
+def _stage_lines(workdir, config, step) -> list[str]:
+  """One paragraph per training stage, newest first (DPO <- SFT <- pretraining)."""
+  lines, seen = [], set()
+  while workdir and workdir not in seen:
+    seen.add(workdir)
+    t = _training(workdir, step)
+    stage = config.align.stage if "align" in config else "pretraining"
+    what = (f"**{stage}** (`{workdir}`): step {t.get('step', 'not recorded')}, "
+            f"{t['tokens_seen']:,} tokens seen, last training loss {t['loss']:.4f}"
+            if "tokens_seen" in t and "loss" in t else f"**{stage}** (`{workdir}`): no "
+            "training log recorded")
+    if "align" in config:
+      what += f"; data `{config.align.data}`"
+    lines.append(f"- {what}.")
+    if "align" not in config:
+      break
+    workdir, step = _workdir_of(config.align.base), None
+    path = fs.join(workdir, "config.json")
+    if not fs.exists(path):
+      lines.append(f"- base model `{config.align.base}` (its config is not on record).")
+      break
+    from swahili100 import config_lib  # noqa: PLC0415
+    config = config_lib.from_json(path)
+  return lines
+
+
+def _workdir_of(path: str) -> str:
+  p = fs.Path(path)
+  if p.name.isdigit() and p.parent.name == "checkpoints":
+    return str(p.parent.parent)
+  return str(p)
 
 
 def _quant_note(config) -> str:
@@ -66,17 +130,41 @@ def _quant_note(config) -> str:
     return ""
   q = config.quant
   return (f"\nThese float32 weights are the dequantized {q.precision} (group size "
-          f"{q.group_size}, method {q.method}) weights of a `swahili100 quantize` checkpoint.")
+          f"{q.group_size}, method {q.method}) weights of a `swahili100 quantize` checkpoint.\n")
 
 
 def render(config, num_params: int, workdir: str | None = None, step: int | None = None) -> str:
   m = config.model
-  s = summary(workdir, step)
-  evals = "\n".join(f"| {k} | {v:.4g} |" for k, v in s.items()
-                    if k.startswith(("eval", "val"))) or "| (no evaluation in the run) | |"
-  tokens = s.get("tokens_seen")
-  if tokens is None and "step" in s and "data" in config:
-    tokens = s["step"] * config.data.batch_size * config.data.seq_len
+  records_dir = config.data.get("records_dir") if "data" in config else None
+  lineage = data_lineage(records_dir)
+  srcs = sources(lineage)
+  manifest = _manifest(records_dir)
+  if srcs:
+    data_lines = [f"- `{name}`: {s.get('documents', 'unknown')} documents, licence "
+                  f"{s.get('licence', 'not recorded')}; from "
+                  f"{_origin(s)}"
+                  + (f"@{s['revision']}" if s.get("revision") else "") for name, s in srcs.items()]
+  else:
+    data_lines = ["- The sources of the training data are not recorded (no download "
+                  "`stats.json` reachable from the token records)."]
+  phases = [f"{s.get('phase', '?')} ({s.get('docs', {}).get('out', '?')} documents out)"
+            for s in reversed(lineage) if s.get("phase") not in (None, "download")]
+  if phases:
+    data_lines.append("- Pipeline: " + " -> ".join(phases) + ".")
+  if manifest:
+    splits = "; ".join(f"{name}: {s.get('documents', '?'):,} documents, "
+                       f"{s.get('tokens', '?'):,} tokens"
+                       for name, s in manifest.get("splits", {}).items())
+    data_lines.append(f"- Token records: {splits}; tokenizer SHA-256 "
+                      f"`{manifest.get('tokenizer_sha256', 'not recorded')}`.")
+  evals = _eval_rows(workdir)
+  eval_table = ("| task | metric | value |\n|---|---|---|\n" + "\n".join(
+      f"| {t} | {k} | {v:.4g} |" for t, k, v in evals)) if evals else \
+      "No `swahili100 evaluate` report (eval.json) is recorded for this run."
+  t = _training(workdir, step)
+  val = {k: v for k, v in t.items() if k.startswith("eval_")}
+  val_line = (", ".join(f"{k} {v:.4g}" for k, v in val.items()) if val
+              else "no validation figures recorded")
   return f"""---
 language: sw
 library_name: transformers
@@ -102,22 +190,32 @@ A Llama-architecture decoder trained from scratch on Swahili by the Swahili-100 
 Chat format: `<|system|>`, `<|user|>`, `<|assistant|>` turns closed by `<|end|>`
 (`tokenizer.apply_chat_template`); documents end with `<|endoftext|>`.
 
-## Data
-{DATA_NOTE}{_records(config)}
+## Training data (as recorded by the pipeline)
+{chr(10).join(data_lines)}
 
-## Training
-Checkpoint step: {step if step is not None else s.get('step', 'unknown')};
-training tokens: {f'{tokens:,}' if tokens else 'unknown'};
-last training loss: {f"{s['loss']:.4f}" if 'loss' in s else 'unknown'}.{_quant_note(config)}
+Check the licences above before publishing weights or outputs.
 
-## Evaluation (logs/training.jsonl; `evaluate_*`: eval.json)
-| metric | value |
-|---|---|
-{evals}
+## Training (from logs/training.jsonl)
+- Exported checkpoint: {f"step {step}" if step is not None else "not recorded"}.
+{chr(10).join(_stage_lines(workdir, config, step))}
+- Validation at the exported step: {val_line}.
+{_quant_note(config)}
+## Evaluation (eval.json)
+{eval_table}
 
 ## Intended use and limits
-Research and education on Swahili language modelling. A small model trained on limited,
-news-heavy text: it produces fluent-looking but often wrong or biased text, knows little of the
-world, and is not instruction-tuned unless aligned (`swahili100 align`). Do not use it for
-decisions about people, or for medical, legal or financial advice.
+Research and education on Swahili language modelling. A small model trained on limited text:
+it produces fluent-looking but often wrong or biased text, knows little of the world, and is
+not instruction-tuned unless aligned (`swahili100 align`). Do not use it for decisions about
+people, or for medical, legal or financial advice.
 """
+
+
+def summary(workdir: str | None, step: int | None = None) -> dict:
+  """Training-log figures up to `step` plus eval.json's, as a flat dict (tests, reports)."""
+  out = {k: v for k, v in _training(workdir, step).items()
+         if k in ("step", "loss", "tokens_seen") or k.startswith("eval")}
+  out.update({f"evaluate_{t}_{k}" if t != "(run)" else f"evaluate_{k}": v
+              for t, k, v in _eval_rows(workdir)})
+  return out
+

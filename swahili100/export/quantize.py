@@ -15,7 +15,7 @@ compensation with input Hessians from `--calib-batches` training batches.
 
 The output folder holds `config.json` (the run's config plus a `quant` block),
 `quantized.safetensors` and `quant_report.json` (validation loss and bits-per-byte before and
-after). `checkpoint.load_model(folder)` sees the `quant` block and calls `load_quantized`, so
+after). `inference.load(folder)` sees the `quant` block and calls `load_quantized`, so
 `swahili100 generate/evaluate --checkpoint folder` run the quantized model directly.
 """
 
@@ -303,21 +303,22 @@ def main(argv: list[str] | None = None) -> int:
                       help="validation batches for the before/after report (0 = skip)")
   parser.add_argument("--output", required=True)
   args = parser.parse_args(argv)
-  from swahili100 import checkpoint, evaluate  # noqa: PLC0415
+  from swahili100 import checkpoint  # noqa: PLC0415
+  from swahili100.evals import bpb  # noqa: PLC0415
   config, model = checkpoint.load_model(args.checkpoint)
   bits = 4 if args.precision == "int4" else 8
   report = {"checkpoint": os.path.abspath(args.checkpoint), "precision": args.precision,
             "group_size": args.group_size, "method": args.method,
             "lm_head": args.quantize_lm_head, "float_weight_bytes": weight_bytes(model)}
   if args.eval_batches:
-    report["before"] = evaluate.eval_loss_bpb(model, config, max_batches=args.eval_batches)
+    report["before"] = bpb.model_bpb(model, config, max_batches=args.eval_batches)
   t0 = time.perf_counter()
   calib = train_batches(config, args.calib_batches) if args.method == "gptq" else None
   quantize_model(model, bits, args.group_size, args.method, args.quantize_lm_head, calib)
   report["quantize_seconds"] = round(time.perf_counter() - t0, 3)
   report["quant_weight_bytes"] = weight_bytes(model)
   if args.eval_batches:
-    report["after"] = evaluate.eval_loss_bpb(model, config, max_batches=args.eval_batches)
+    report["after"] = bpb.model_bpb(model, config, max_batches=args.eval_batches)
     b, a = report["before"]["bpb"], report["after"]["bpb"]
     report["bpb_increase_pct"] = 100.0 * (a - b) / b
   save_quantized(model, config, args.output,

@@ -1,0 +1,294 @@
+"""The one training loop: pretraining, SFT and DPO are `Task`s, a loss function and a data source.
+
+    task = engine.Task("pretrain", loss_fn=functools.partial(lm.lm_loss, z_loss=1e-4),
+                       dataset=lambda i, n: data.train_dataset(config, manifest, i, n))
+    engine.run(config, workdir, task, resume=None)
+
+What every stage gets: `jax.distributed` when several processes run, the mesh entered with
+`jax.set_mesh` around everything (so splash attention's shard_map and any other mesh-aware
+back-end see it), parameters and optimizer state created or restored already sharded, gradient
+accumulation, one `training.jsonl` row per logged step with no host sync in between, periodic
+asynchronous Orbax checkpoints that carry every process's data position, SIGTERM save-and-exit
+with all processes agreeing on the step, automatic or explicit bit-exact resume (falling back
+past an unreadable checkpoint), the NaN/Inf guard, and evaluation hooks at eval steps.
+"""
+
+import dataclasses
+import functools
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from swahili100 import checkpoint, distributed, flops, fs, lm, metrics, optim, sharding
+from swahili100 import model as model_lib
+
+# config.model fields whose change makes a resumed run a different run; the resolved back-end
+# switches are compared through config.runtime.
+RUNTIME_KEYS = ("attention", "layout_vjps", "causal_chunks")
+
+
+@dataclasses.dataclass
+class Task:
+  """What a training stage is: everything else is the engine's.
+
+  loss_fn:   (params, graphdef, frozen, batch) -> (objective_sum, sums with 'weight'); see lm.py.
+  dataset:   (process_index, process_count) -> a checkpointable Grain IterDataset yielding this
+             process's share of each global batch, forever.
+  init_from: a checkpoint whose parameters start training (the base model of SFT and DPO).
+  frozen_from: a checkpoint loaded as `frozen`, sharded like the parameters, never trained.
+  evals:     hooks (step, params, graphdef, mesh) -> dict of metrics, run under the mesh at eval
+             steps and at the end; the row is logged next to the loss.
+  tokens_per_step, flops_per_step: for tokens/s and MFU (defaults: language-model training on
+             config.data's batch of rows).
+  resume_keys: config sections or keys whose change makes resuming the run a different run,
+             or its saved data position unreadable (Grain worker processes keep their own
+             state); refused. The resolved numerics switches of config.runtime always count.
+  """
+  name: str
+  loss_fn: Callable
+  dataset: Callable[[int, int], Any]
+  init_from: str | None = None
+  frozen_from: str | None = None
+  evals: Sequence[Callable] = ()
+  tokens_per_step: int | None = None
+  flops_per_step: float | None = None
+  resume_keys: Sequence[str] = ("model", "data.worker_count")
+
+
+def _resolved_model(config, mesh) -> model_lib.ModelConfig:
+  platform = mesh.devices.flat[0].platform
+  return model_lib.resolve(config.model, platform, strict=True)
+
+
+def runtime(config, mesh) -> dict:
+  """What the run resolved from `auto` and the machine: recorded in config.json."""
+  m = _resolved_model(config, mesh)
+  device = mesh.devices.flat[0]
+  return {"attention": m.attention, "layout_vjps": m.layout_vjps, "causal_chunks": m.causal_chunks,
+          "platform": device.platform, "device_kind": getattr(device, "device_kind", ""),
+          "devices": int(mesh.devices.size), "processes": jax.process_count(),
+          "mesh": dict(mesh.shape), "jax": jax.__version__}
+
+
+def _flat(config, key: str) -> dict:
+  """{'section.key': value} of a section or a single key of `config` ({} when absent)."""
+  node = config
+  for part in key.split("."):
+    if not hasattr(node, "get") or node.get(part) is None:
+      return {}
+    node = node.get(part)
+  if hasattr(node, "to_dict"):
+    return {f"{key}.{k}": v for k, v in node.to_dict().items()}
+  return {key: node}
+
+
+def check_resumable(workdir: str, config, keys=("model",)) -> None:
+  """Refuses to resume a run whose `keys` (config sections or keys) or resolved numerics
+  switches differ from `config`. Keys missing on either side (older runs) are not compared."""
+  path = fs.join(workdir, "config.json")
+  if not fs.exists(path):
+    return
+  saved = checkpoint.load_config(workdir)
+  keys = (*keys, *(f"runtime.{k}" for k in RUNTIME_KEYS))
+  diffs = []
+  for key in keys:
+    have, want = _flat(saved, key), _flat(config, key)
+    diffs += [f"{k}: saved {have[k]!r}, now {want[k]!r}"
+              for k in sorted(set(have) & set(want)) if have[k] != want[k]]
+  if diffs:
+    raise checkpoint.CheckpointError(
+        f"{path}: the checkpoints were trained with a different config ({'; '.join(diffs)}); "
+        "resume with the saved values or start a new --workdir")
+
+
+def _abstract(tree, shardings):
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree,
+                      shardings)
+
+
+def build(config, mesh, task: Task):
+  """(graphdef, abstract params, tx, lr schedule, param/opt shardings, jitted step) of a run."""
+  model_cfg = _resolved_model(config, mesh)
+  abstract_model = nnx.eval_shape(lambda: model_lib.Transformer(model_cfg, rngs=nnx.Rngs(0)))
+  graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
+  tx, lr_fn = optim.make(config.optim, config.train.num_steps)
+  p_shard = sharding.param_shardings(abstract_params, mesh)
+  o_shard = sharding.param_shardings(jax.eval_shape(tx.init, abstract_params), mesh)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  f_shard = p_shard if task.frozen_from else None
+  step_fn = jax.jit(
+      functools.partial(lm.train_step, graphdef=graphdef, tx=tx, loss_fn=task.loss_fn,
+                        grad_accum=config.optim.grad_accum),
+      in_shardings=(p_shard, o_shard, replicated, sharding.batch_sharding(mesh), replicated,
+                    f_shard),
+      out_shardings=(p_shard, o_shard, replicated, replicated), donate_argnums=(0, 1))
+  return model_cfg, graphdef, abstract_params, tx, lr_fn, p_shard, o_shard, step_fn
+
+
+def run(config, workdir: str, task: Task, resume: str | None = None) -> int:
+  """Trains `task` in `workdir`; returns the process exit code (0 also after a preemption)."""
+  distributed.initialize(config.mesh)
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.check_batch(config.data.batch_size, mesh)
+  workdir = fs.absolute(workdir)
+  with config.unlocked():
+    config.runtime = runtime(config, mesh)
+  t_cfg = config.train
+  mngr = checkpoint.manager(workdir, t_cfg)
+  start = checkpoint.resolve_resume(workdir, resume, mngr)
+  if start is not None:
+    check_resumable(workdir, config, task.resume_keys)
+  if start is not None and start >= t_cfg.num_steps:
+    print(f"{workdir} already reached step {start} of {t_cfg.num_steps}; nothing to train "
+          "(raise --config.train.num_steps to continue)", flush=True)
+    mngr.close()
+    return 0
+  if distributed.is_main():  # written only once the resume point is known to be valid
+    fs.write_text(fs.join(workdir, "config.json"), config.to_json_best_effort(indent=2) + "\n")
+  with jax.set_mesh(mesh), distributed.Preemption() as preempt:
+    attempt = _Run(config, workdir, task, mesh, mngr, start)
+    try:
+      return attempt.train(preempt)
+    finally:
+      attempt.close()
+
+
+class _Run:
+  """One attempt of a run: its state (restored or initialised), logs and loop."""
+
+  def __init__(self, config, workdir, task, mesh, mngr, start):
+    self.config, self.workdir, self.task, self.mesh, self.mngr = config, workdir, task, mesh, mngr
+    t_cfg, d_cfg = config.train, config.data
+    (self.model_cfg, self.graphdef, abstract_params, tx, self.lr_fn, p_shard, o_shard,
+     self.step_fn) = build(config, mesh, task)
+    abstract_p = _abstract(abstract_params, p_shard)
+    abstract_o = _abstract(jax.eval_shape(tx.init, abstract_params), o_shard)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    self.timeout = float(t_cfg.get("barrier_timeout_s", 1800))
+    self.batches = iter(task.dataset(jax.process_index(), jax.process_count()))
+    restored = None
+    if start is not None:
+      restored = checkpoint.restore_newest_good(mngr, workdir, start, abstract_p, abstract_o,
+                                                self.timeout)
+    if restored is None:
+      init_from = t_cfg.get("init_from") or task.init_from
+      if init_from:
+        self.params = checkpoint.load_params(init_from, abstract_p)
+      else:
+        self.params = jax.jit(lambda: nnx.split(model_lib.Transformer(
+            self.model_cfg, rngs=nnx.Rngs(t_cfg.seed)), nnx.Param)[1], out_shardings=p_shard)()
+      self.opt_state = jax.jit(tx.init, out_shardings=o_shard)(self.params)
+      self.start = 0
+    else:
+      self.start, self.params, self.opt_state, meta, data_state = restored
+      self.batches.set_state(data_state)
+      for key, now in (("seed", t_cfg.seed), ("shuffle_seed", d_cfg.shuffle_seed)):
+        if meta.get(key, now) != now:
+          distributed.warn(f"checkpoint {self.start} was trained with {key}={meta[key]}, now "
+                           f"{now}; the resumed run will not reproduce the original")
+      if distributed.is_main():
+        print(f"resumed from {workdir}/checkpoints/{self.start}", flush=True)
+    distributed.barrier("restored", self.timeout)
+    self.frozen = checkpoint.load_params(task.frozen_from, abstract_p) if task.frozen_from \
+        else None
+    self.first_bad = jax.device_put(jnp.int32(-1), replicated)
+    self.is_main = distributed.is_main()
+    self.log = metrics.MetricsWriter(workdir, enabled=self.is_main, resume_step=self.start)
+    self.progress = metrics.Progress(t_cfg.num_steps, self.start, enabled=self.is_main)
+    rows = d_cfg.batch_size * d_cfg.seq_len
+    self.tokens_per_step = task.tokens_per_step or rows
+    self.flops_per_step = task.flops_per_step or flops.flops_per_token(
+        self.model_cfg, d_cfg.seq_len) * rows
+    self.peak = flops.peak_flops(mesh.devices.flat[0]) * mesh.devices.size
+
+  def close(self) -> None:
+    """Every exit: logs flushed, checkpoints written, Grain's worker processes stopped."""
+    self.progress.close()
+    self.log.close()
+    self.mngr.wait_until_finished()
+    self.mngr.close()
+    if hasattr(self.batches, "close"):
+      self.batches.close()
+
+  def evaluate(self, step: int) -> None:
+    row = {"step": step}
+    for hook in self.task.evals:
+      row.update(hook(step, self.params, self.graphdef, self.mesh))
+    if len(row) > 1:
+      self.log.write(row)
+      if self.is_main:
+        print("\n" + f"step {step}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in row.items() if k != "step" and isinstance(v, float)),
+              flush=True)
+
+  def save(self, step: int) -> int:
+    """Saves `step` unless a step so far was not finite; returns that step, or -1."""
+    bad = int(self.first_bad)
+    if bad >= 0:
+      return bad
+    # No op in the step draws randomness (no dropout), so the RNG state is its seeds.
+    meta = {"step": step, "seed": self.config.train.seed,
+            "shuffle_seed": self.config.data.shuffle_seed}
+    checkpoint.save(self.mngr, step, self.params, self.opt_state, meta,
+                    self.batches.get_state(), force=True)
+    return -1
+
+  def nan_exit(self, bad: int) -> int:
+    self.mngr.wait_until_finished()
+    last = self.mngr.latest_step()
+    where = f"{self.workdir}/checkpoints/{last}" if last is not None else "none saved yet"
+    print(f"\nERROR: the loss or gradient became NaN/Inf at step {bad + 1}; stopping without "
+          f"saving. Last good checkpoint: {where}. Lower --config.optim.lr, raise "
+          "--config.optim.warmup_steps, or set --config.optim.z_loss=1e-4, then resume.",
+          file=sys.stderr, flush=True)
+    return 1
+
+  def train(self, preempt: distributed.Preemption) -> int:
+    t_cfg, mesh = self.config.train, self.mesh
+    t_last, step_last, compile_s = time.perf_counter(), self.start, None
+    for step in range(self.start, t_cfg.num_steps):
+      batch = sharding.shard_batch(next(self.batches), mesh)
+      self.params, self.opt_state, self.first_bad, m = self.step_fn(
+          self.params, self.opt_state, self.first_bad, batch, jnp.int32(step), self.frozen)
+      done = step + 1
+      if compile_s is None:
+        jax.block_until_ready(m)
+        compile_s = time.perf_counter() - t_last
+        t_last, step_last = time.perf_counter(), done
+      if done % t_cfg.log_every == 0 or done == t_cfg.num_steps:  # the only host syncs
+        m = jax.device_get(m)
+        if int(self.first_bad) >= 0:
+          return self.nan_exit(int(self.first_bad))
+        now = time.perf_counter()
+        secs = max(now - t_last, 1e-9)
+        row = {"step": done, "loss": float(m["loss"]), "lr": float(self.lr_fn(step)),
+               "grad_norm": float(m["grad_norm"]),
+               **{k: float(v) for k, v in m.items() if k not in ("loss", "grad_norm", "weight")},
+               "tokens_per_s": self.tokens_per_step * (done - step_last) / secs,
+               "mfu": self.flops_per_step * (done - step_last) / secs / self.peak,
+               "tokens_seen": done * self.tokens_per_step, "compile_s": compile_s}
+        t_last, step_last = now, done
+        self.log.write(row)
+        self.progress.update(done, row)
+      if t_cfg.eval_every and done % t_cfg.eval_every == 0 and done != t_cfg.num_steps:
+        self.evaluate(done)
+      stop = preempt.reached(done)
+      if stop or done % t_cfg.checkpoint_every == 0 or done == t_cfg.num_steps:
+        bad = self.save(done)
+        if bad >= 0:
+          return self.nan_exit(bad)
+      if stop:
+        self.mngr.wait_until_finished()
+        if self.is_main:
+          print(f"\npreemption: saved {self.workdir}/checkpoints/{done}; exiting 0 "
+                "(rerun the same command to resume)", flush=True)
+        return 0
+    self.evaluate(t_cfg.num_steps)
+    self.mngr.wait_until_finished()
+    if self.is_main:
+      print(f"done: {self.workdir}/checkpoints/{self.mngr.latest_step()}", flush=True)
+    return 0
