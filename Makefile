@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # The demo and the tests run on the CPU even where libtpu is installed (the [tpu] extra).
+# `make demo EVAL_DATA=DIR` also scores the benchmark tasks whose files DIR holds.
+EVAL_DATA ?=
 demo: $(STAMP)
-	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m swahili100.demo --output demo_out
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m swahili100.demo --output demo_out \
+	  $(if $(EVAL_DATA),--eval-data $(EVAL_DATA))
 
 test: $(STAMP)
 	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m pytest -q tests

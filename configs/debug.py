@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.seq_len = 128              # packed row length T
   d.batch_size = 16            # global batch B (rows per optimizer step)
   d.shuffle_seed = 0           # Grain shuffle seed
+  d.mixture = ""               # a `swahili100 plan-data` mixture.json ("" = records as they are)
   d.worker_count = 0           # Grain worker processes (0 = in-process)
   d.prefetch = 2               # batches prefetched by a background thread
 

@@ -1,14 +1,21 @@
 """Swahili-100 base: a 100,682,496-parameter Llama (vocab 16384, untied embeddings) on ~2.1B tokens.
 
-Command (Cloud TPU v4-8 or v5e-8, 8 chips, one host; see launch/tpu_vm.sh):
+Command (Cloud TPU v4-8, v5e-8, v5p-8 or v6e-8, one host; larger slices the same, one process
+per worker, through launch/tpu_vm.py):
   swahili100 train --config configs/swahili_base.py --workdir gs://BUCKET/runs/base \
       --config.data.records_dir=gs://BUCKET/data/processed \
-      --config.data.tokenizer=gs://BUCKET/tokenizer/swahili_bpe.json
+      --config.data.tokenizer=gs://BUCKET/tokenizer/swahili_bpe.json \
+      [--config.data.mixture=gs://BUCKET/data/mixture.json]
+Check it fits first, on any machine: swahili100 aot --config configs/swahili_base.py --topology
+  v5e-8 (2026-12-01: 9.2 GiB of 16 per v5e chip, 14.4 of 32 per v4, 14.1 of 95 per v5p, 8.3 of 32
+  per v6e; docs/benchmarks.md).
 Shrunk for a laptop/CI smoke run: --config configs/swahili_base.py:runlocal
 Expected: 16,000 steps x 64 rows x 2048 tokens = 2.1B tokens (~21 tokens/parameter, Chinchilla);
   6N+12LHQT = 7.55e8 FLOPs/token -> 1.6e18 FLOPs; at 40% MFU a v4-8 (4 chips x 275 TFLOP/s) takes
-  ~1.0 hour and a v5e-8 (8 chips x 197 TFLOP/s) ~0.7 hour; an H100 (989 TFLOP/s) at 40% ~1.1 hours. Swahili text is scarce (FineWeb-2 swh_Latn ~3.3 GB, ~0.7B
-  tokens at ~4.9 bytes/token), so this is ~3 epochs of it: see docs/RESEARCH.md.
+  ~1.0 hour and a v5e-8 (8 chips x 197 TFLOP/s) ~0.7 hour; an H100 (989 TFLOP/s) ~1.1 hours.
+Data plan (swahili100 plan-data, docs/RESEARCH.md): FineWeb-2 swh_Latn alone (~3.3 GB, ~0.67B
+  tokens at 4.93 bytes/token) at 2.1B tokens is 3.13 epochs, 2.00B effective tokens under
+  Muennighoff et al. 2023 (R* = 15.4): inside the ~4 epochs that cost little.
 """
 
 from configs import debug

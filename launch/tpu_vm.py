@@ -258,8 +258,8 @@ def setup_script(args) -> str:
       f"{uv} python install {py}",
       f"(.venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != {want})' "
       f"2>/dev/null || (rm -rf .venv && {uv} venv --python {py} .venv))",
-      f"{uv} pip install --python .venv/bin/python -e '.[tpu]' "
-      + " ".join(shlex.quote(p) for p in args.extra_packages.split()),
+      " ".join([f"{uv} pip install --python .venv/bin/python -e '.[tpu]'",
+                *(shlex.quote(p) for p in args.extra_packages.split())]),
       ".venv/bin/python -c 'import sys, jax; print(sys.version.split()[0], jax.__version__)'",
   ]
   return "; ".join(steps[:2]) + "; " + " && ".join(steps[2:])
@@ -577,8 +577,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   w.add_argument("--ref", default="HEAD", help="commit/branch/tag to ship or check out")
   w.add_argument("--python-version", default="3.11", help="Python uv installs on the workers")
   w.add_argument("--uv-version", default="0.13.8", help="uv installer version ('latest' ok)")
-  w.add_argument("--extra-packages", default="gcsfs==2026.10.1",
-                 help="installed beside .[tpu]; gcsfs lets etils.epath use gs://")
+  w.add_argument("--extra-packages", default="",
+                 help="more pip requirements installed beside .[tpu] (gcsfs, for gs://, is "
+                 "already a core dependency)")
   w.add_argument("--ssh-timeout", type=float, default=3600, help="seconds per ssh/scp step")
   t = common.add_argument_group("training")
   t.add_argument("--config", default="configs/swahili_base.py", help="relative to the repo")

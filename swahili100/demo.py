@@ -1,27 +1,45 @@
 """`make demo`: the whole pipeline (phases 1-13) on the embedded sample corpus, on CPU.
 
-    python -m swahili100.demo --output demo_out
+    python -m swahili100.demo --output demo_out [--eval-data ../shared/data] [--only PHASE ...]
 
 Each phase runs as its own `swahili100 <phase>` command, exactly as a user would type it, and the
-demo prints the command, its time and where its output is. It ends with `report.md`, a summary of
-every phase (documents kept and dropped, tokenizer figures, losses, export files).
+demo prints the command, its time and where its output is. The models are evaluated on bits per
+byte of the records' validation split, and on the Swahili benchmark tasks when `--eval-data`
+names a folder holding their published files (xcopa-sw/val.jsonl, sib200-swh/dev.tsv,
+afrisenti-swa/dev.tsv, masakhanews-swa/dev.tsv; nothing of them ships with the project). It ends
+with `swahili100 report`: `<output>/report/report.html` (curves, data funnel, evaluation table
+with baselines, provenance). A rerun skips what is done; outputs of an older demo format are
+cleared first.
 """
 
 import argparse
-import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 
 VOCAB_SIZE = 2048  # suits the sample corpus; configs/debug.py uses the same
+FORMAT = "2"  # bumped when the demo's outputs change shape: an older demo_out is cleared
+# task -> its file under --eval-data (the dev/validation splits, in their published formats)
+EVAL_FILES = {"xcopa": "xcopa-sw/val.jsonl", "sib200": "sib200-swh/dev.tsv",
+              "afrisenti": "afrisenti-swa/dev.tsv", "masakhanews": "masakhanews-swa/dev.tsv"}
 
 
-def phases(out: str) -> list[tuple[str, list[str], str]]:
+def _eval_args(run: str, eval_data: str | None) -> list[str]:
+  """`swahili100 evaluate` arguments: bpb always, the tasks whose files --eval-data holds."""
+  found = {t: os.path.join(eval_data, f) for t, f in EVAL_FILES.items()
+           if eval_data and os.path.exists(os.path.join(eval_data, f))}
+  return ["evaluate", "--checkpoint", run, "--tasks", ",".join(["bpb", *found]),
+          *[a for t, f in found.items() for a in ("--data", f"{t}={f}")],
+          "--output", os.path.join(run, "eval.json")]
+
+
+def phases(out: str, eval_data: str | None = None) -> list[tuple[str, list[str], str]]:
   """(name, swahili100 arguments, output path) for every phase, in pipeline order."""
   d = lambda *p: os.path.join(out, *p)  # noqa: E731
-  ckpt = d("runs", "debug")
+  ckpt, sft = d("runs", "debug"), d("runs", "sft")
   final = d("runs", "dpo")  # the aligned model is the one quantized and exported
   overrides = [f"--config.data.records_dir={d('records')}",
                f"--config.data.tokenizer={d('tokenizer', 'swahili_bpe.json')}",
@@ -40,12 +58,12 @@ def phases(out: str) -> list[tuple[str, list[str], str]]:
       ("train", ["train", "--config", "configs/debug.py", "--workdir", ckpt, *overrides], ckpt),
       ("generate", ["generate", "--checkpoint", ckpt, "--prompt", "Habari za leo",
                     "--max-new-tokens", "24", "--temperature", "0"], ckpt),
-      ("evaluate", ["evaluate", "--checkpoint", ckpt, "--metric", "all",
-                    "--output", d("eval.json")], d("eval.json")),
-      ("align-sft", ["align", "--stage", "sft", "--checkpoint", ckpt, "--workdir",
-                     d("runs", "sft"), "--steps", "30", "--lr", "3e-4"], d("runs", "sft")),
-      ("align-dpo", ["align", "--stage", "dpo", "--checkpoint", d("runs", "sft"), "--workdir",
-                     d("runs", "dpo"), "--steps", "30", "--lr", "1e-4"], d("runs", "dpo")),
+      ("evaluate", _eval_args(ckpt, eval_data), os.path.join(ckpt, "eval.json")),
+      ("align-sft", ["align", "--stage", "sft", "--checkpoint", ckpt, "--workdir", sft,
+                     "--steps", "30", "--lr", "3e-4"], sft),
+      ("align-dpo", ["align", "--stage", "dpo", "--checkpoint", sft, "--workdir", final,
+                     "--steps", "30", "--lr", "1e-4"], final),
+      ("evaluate-aligned", _eval_args(final, eval_data), os.path.join(final, "eval.json")),
       ("chat", ["generate", "--checkpoint", final, "--chat", "--prompt",
                 "Nipe ushauri mmoja kuhusu kilimo cha mahindi.", "--max-new-tokens", "40",
                 "--temperature", "0"], final),
@@ -57,71 +75,33 @@ def phases(out: str) -> list[tuple[str, list[str], str]]:
                        "--output", d("export", "onnx")], d("export", "onnx")),
       ("export-gguf", ["export", "--checkpoint", final, "--format", "gguf", "--output",
                        d("export", "gguf")], d("export", "gguf")),
+      ("report", ["report", ckpt, sft, final, "--output", d("report")],
+       d("report", "report.html")),
   ]
 
 
-def _read_json(path: str):
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
-def report(out: str, timings: list[tuple[str, float, str]]) -> str:
-  """Writes `<out>/report.md`: every phase's time and headline figures."""
-  lines = ["# Swahili-100 demo report", "", "| phase | seconds | output |", "|---|---|---|"]
-  lines += [f"| {name} | {secs:.1f} | `{path}` |" for name, secs, path in timings]
-  for phase in ("raw", "cleaned", "deduped", "filtered", "records"):
-    stats = _read_json(os.path.join(out, phase, "stats.json"))
-    if stats:
-      lines += ["", f"## {phase}/stats.json", "", "```json", json.dumps(stats, indent=1)[:3000],
-                "```"]
-  tok = _read_json(os.path.join(out, "tokenizer", "report.json"))
-  if tok:
-    lines += ["", "## tokenizer", "", "```json", json.dumps(tok, indent=1)[:2000], "```"]
-  log = os.path.join(out, "runs", "debug", "logs", "training.jsonl")
-  if os.path.exists(log):
-    with open(log, encoding="utf-8") as f:
-      rows = [json.loads(line) for line in f if line.strip()]
-    losses = [r for r in rows if "loss" in r]
-    if losses:
-      lines += ["", "## training", "",
-                f"first logged loss {losses[0]['loss']:.3f} at step {losses[0]['step']}, "
-                f"last {losses[-1]['loss']:.3f} at step {losses[-1]['step']}"]
-  ev = _read_json(os.path.join(out, "eval.json"))
-  if ev:
-    lines += ["", "## evaluation (runs/debug, validation split)", "",
-              f"loss {ev['loss']:.4f}, bits/byte {ev['bpb']:.4f}"
-              + (f", XCOPA-sw accuracy {ev['xcopa_accuracy']:.3f} on {ev['xcopa_items']} items"
-                 if "xcopa_accuracy" in ev else "")]
-  q = _read_json(os.path.join(out, "quantized-int4", "quant_report.json"))
-  if q:
-    lines += ["", "## int4 quantization (runs/dpo, group 64)", "",
-              f"bits/byte {q['before']['bpb']:.4f} -> {q['after']['bpb']:.4f} "
-              f"({q['bpb_increase_pct']:+.2f} %), weights {q['float_weight_bytes']:,} -> "
-              f"{q['quant_weight_bytes']:,} bytes"]
-  exports = [(fmt, os.path.join(out, "export", fmt)) for fmt in ("hf", "onnx", "gguf")]
-  exports = [(fmt, p) for fmt, p in exports if os.path.isdir(p)]
-  if exports:
-    lines += ["", "## exports", ""]
-    for fmt, p in exports:
-      files = sorted(f for f in os.listdir(p) if os.path.isfile(os.path.join(p, f)))
-      lines.append(f"- {fmt}: `{p}` ({', '.join(files)})")
-  path = os.path.join(out, "report.md")
-  with open(path, "w", encoding="utf-8") as f:
-    f.write("\n".join(lines) + "\n")
-  return path
+def _fresh(out: str) -> None:
+  """Clears an output folder written by an older demo format (its runs would not resume)."""
+  stamp = os.path.join(out, ".demo-format")
+  if os.path.isdir(out) and os.listdir(out) and (
+      not os.path.exists(stamp) or open(stamp).read().strip() != FORMAT):
+    print(f"demo: {out} holds outputs of an older demo; clearing it", flush=True)
+    shutil.rmtree(out)
+  os.makedirs(out, exist_ok=True)
+  with open(stamp, "w") as f:
+    f.write(FORMAT + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--output", default="demo_out", help="folder for every phase's output")
+  p.add_argument("--eval-data", default=None,
+                 help="a folder with the evaluation files (xcopa-sw/val.jsonl, ...)")
   p.add_argument("--only", nargs="*", help="run only these phases (names as printed)")
   args = p.parse_args(argv)
-  os.makedirs(args.output, exist_ok=True)
+  _fresh(args.output)
   timings = []
-  for name, cmd, path in phases(args.output):
+  for name, cmd, path in phases(args.output, args.eval_data):
     if args.only and name not in args.only:
       continue
     full = [sys.executable, "-m", "swahili100.cli", *cmd]
@@ -135,11 +115,9 @@ def main(argv: list[str] | None = None) -> int:
       return rc
     print(f"--- {name} done in {secs:.1f}s -> {path}", flush=True)
     timings.append((name, secs, path))
-  path = report(args.output, timings)
   print("\nDemo finished. Outputs:")
   for name, secs, out_path in timings:
     print(f"  {name:<16} {secs:7.1f}s  {out_path}")
-  print(f"  report           {path}")
   for fmt in ("hf", "onnx", "gguf"):
     folder = os.path.join(args.output, "export", fmt)
     if os.path.isdir(folder):

@@ -137,6 +137,10 @@ def run(config, workdir: str, task: Task, resume: str | None = None) -> int:
   workdir = fs.absolute(workdir)
   with config.unlocked():
     config.runtime = runtime(config, mesh)
+    # absolute in config.json, so evaluate/generate/export work from any directory
+    for key in ("records_dir", "tokenizer", "mixture"):
+      if config.data.get(key):
+        config.data[key] = fs.absolute(config.data[key])
   t_cfg = config.train
   mngr = checkpoint.manager(workdir, t_cfg)
   start = checkpoint.resolve_resume(workdir, resume, mngr)

@@ -2,6 +2,11 @@
 
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import jinja2
 import numpy as np
@@ -11,7 +16,7 @@ import tokenizers
 from swahili100 import checkpoint, generate, special_tokens, train
 from swahili100.align import chat, main as align
 
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 
 MESSAGES = [{"role": "system", "content": "Jibu kwa Kiswahili."},
             {"role": "user", "content": "Habari?"},
@@ -80,3 +85,49 @@ def test_bad_jsonl_line_is_named(base_run, tmp_path, capsys):
   assert align.main(["--stage", "sft", "--checkpoint", base_run, "--workdir",
                      str(tmp_path / "x"), "--data", str(bad)]) == 2
   assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
+
+
+def _losses(workdir):
+  return {r["step"]: r["loss"] for r in _rows(workdir) if "loss" in r}
+
+
+def test_sft_resume_is_bit_exact_and_grain_workers_change_nothing(base_run, tmp_path):
+  args = ["--stage", "sft", "--checkpoint", base_run, "--steps", "8", "--lr", "1e-3",
+          "--config.train.checkpoint_every=4", "--config.train.keep_last=3"]
+  full, cut, workers = (str(tmp_path / n) for n in ("full", "cut", "workers"))
+  assert align.main([*args, "--workdir", full]) == 0
+  shutil.copytree(full, cut)
+  shutil.rmtree(os.path.join(cut, "checkpoints", "8"))
+  assert align.main([*args, "--workdir", cut, "--resume", f"{cut}/checkpoints/4"]) == 0
+  assert [_losses(cut)[s] for s in range(5, 9)] == [_losses(full)[s] for s in range(5, 9)]
+  assert align.main([*args, "--workdir", workers, "--config.data.worker_count=2"]) == 0
+  assert _losses(workers) == _losses(full)
+
+
+def test_sigterm_during_dpo_saves_and_the_resumed_run_matches(base_run, tmp_path):
+  def cmd(workdir):
+    return [sys.executable, "-m", "swahili100.cli", "align", "--stage", "dpo", "--checkpoint",
+            base_run, "--workdir", workdir, "--steps", "60", "--lr", "1e-3", "--beta", "0.5",
+            "--config.train.log_every=1"]
+  ref, cut = str(tmp_path / "ref"), str(tmp_path / "cut")
+  assert subprocess.run(cmd(ref), cwd=REPO, capture_output=True, timeout=300).returncode == 0
+  proc = subprocess.Popen(cmd(cut), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  try:
+    log = os.path.join(cut, "logs", "training.jsonl")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (os.path.exists(log) and len(_rows(cut)) >= 5):
+      assert proc.poll() is None
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 0 and "preemption: saved" in out, out[-2000:]
+  (saved,) = [int(d) for d in os.listdir(os.path.join(cut, "checkpoints")) if d.isdigit()]
+  assert 5 <= saved < 60
+  done = subprocess.run(cmd(cut), cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0 and f"resumed from {cut}/checkpoints/{saved}" in done.stdout
+  want, got = _losses(ref), _losses(cut)
+  assert [got[s] for s in range(saved + 1, 61)] == [want[s] for s in range(saved + 1, 61)]

@@ -1,4 +1,5 @@
-"""Sharded training equals one-device training: meshes (8,1,1), (2,2,2), (1,4,2) on 8 CPU devices."""
+"""Sharded training equals one-device training: meshes (8,1,1), (2,2,2), (1,4,2) on 8 CPU devices
+for pretraining, and (2,2,2) for SFT and DPO from the same base checkpoint (the one engine)."""
 
 import json
 import os
@@ -14,16 +15,27 @@ import json, sys
 sys.path.insert(0, {tests!r})
 from conftest import tiny_config
 from swahili100 import train
-records, tok, vocab, root, meshes = json.loads(sys.argv[1])
+from swahili100.align import main as align
+records, tok, vocab, root, meshes, base, align_meshes = json.loads(sys.argv[1])
 out = {{}}
+def losses(workdir):
+  rows = [json.loads(l) for l in open(workdir + "/logs/training.jsonl")]
+  return [r["loss"] for r in rows if "loss" in r]
 for mesh in meshes:
-  workdir = f"{{root}}/{{'x'.join(map(str, mesh))}}"
+  name = "x".join(map(str, mesh))
   c = tiny_config(records, tok, vocab, **{{"mesh.data": mesh[0], "mesh.fsdp": mesh[1],
       "mesh.tensor": mesh[2], "train.num_steps": 5, "train.checkpoint_every": 100,
       "model.tie_embeddings": "false"}})
-  assert train.run(c, workdir) == 0
-  rows = [json.loads(l) for l in open(workdir + "/logs/training.jsonl")]
-  out["x".join(map(str, mesh))] = [r["loss"] for r in rows if "loss" in r]
+  assert train.run(c, f"{{root}}/{{name}}") == 0
+  out[name] = losses(f"{{root}}/{{name}}")
+for mesh in align_meshes:  # SFT and DPO of one base checkpoint, on this mesh
+  name = "x".join(map(str, mesh))
+  flags = [f"--config.mesh.{{a}}={{n}}" for a, n in zip(("data", "fsdp", "tensor"), mesh)]
+  for stage in ("sft", "dpo"):
+    workdir = f"{{root}}/{{stage}}-{{name}}"
+    assert align.main(["--stage", stage, "--checkpoint", base, "--workdir", workdir,
+                       "--steps", "6", "--lr", "1e-3", *flags]) == 0
+    out[f"{{stage}} {{name}}"] = losses(workdir)
 print("LOSSES" + json.dumps(out))
 """
 
@@ -42,9 +54,12 @@ def _run(args, devices):
 @pytest.mark.slow
 def test_meshes_give_the_same_losses_as_one_device(tiny_records, tmp_path):
   records_dir, tok, vocab = tiny_records
-  one = _run([records_dir, tok, vocab, str(tmp_path / "one"), [[1, 1, 1]]], 1)["1x1x1"]
+  base = str(tmp_path / "one" / "1x1x1")  # the one-device pretraining run: SFT/DPO's base
+  one = _run([records_dir, tok, vocab, str(tmp_path / "one"), [[1, 1, 1]], base, [[1, 1, 1]]],
+             1)
   many = _run([records_dir, tok, vocab, str(tmp_path / "eight"),
-               [[8, 1, 1], [2, 2, 2], [1, 4, 2]]], 8)
-  assert len(one) == 5
-  for mesh, losses in many.items():
-    assert losses == pytest.approx(one, abs=1e-5), mesh
+               [[8, 1, 1], [2, 2, 2], [1, 4, 2]], base, [[2, 2, 2]]], 8)
+  assert len(one["1x1x1"]) == 5 and len(one["sft 1x1x1"]) == len(one["dpo 1x1x1"]) == 6
+  for name, losses in many.items():
+    stage = name.split()[0] + " " if " " in name else ""
+    assert losses == pytest.approx(one[f"{stage}1x1x1"], abs=1e-5), name
