@@ -229,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     return 2
 
-  from swahili100 import config_lib, inference, lm  # noqa: PLC0415
-  config, model = inference.load(args.checkpoint)
+  from swahili100 import config_lib, inference, lm, sharding  # noqa: PLC0415
+  # one device's mesh, entered like every other jitted phase (mesh-aware back-ends need it)
+  mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
+  config, model = inference.load(args.checkpoint, mesh)
   try:
     tokenizer = lm.load_tokenizer(args.tokenizer or config.data.tokenizer)
   except config_lib.ConfigError as e:
@@ -248,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generate: the prompt {empty[0]!r} encodes to no tokens; give a non-empty prompt",
           file=sys.stderr)
     return 2
-  new = generate_batch(model, prompts_ids, args.max_new_tokens, args.temperature, args.top_p,
-                       args.top_k, args.repetition_penalty, args.seed)
+  with jax.set_mesh(mesh):
+    new = generate_batch(model, prompts_ids, args.max_new_tokens, args.temperature, args.top_p,
+                         args.top_k, args.repetition_penalty, args.seed)
   outputs = [tokenizer.decode(strip_stop(n)) if args.chat else tokenizer.decode(p + strip_stop(n))
              for p, n in zip(prompts_ids, new)]
   print("\n---\n".join(outputs))

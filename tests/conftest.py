@@ -87,18 +87,27 @@ def tiny_records(tmp_path_factory):
   return str(root / "records"), tok_path, tok.get_vocab_size()
 
 
-def tiny_config(records_dir, tokenizer_path, vocab_size, **overrides):
-  """configs/debug.py shrunk for tests; overrides as {'optim.lr': '1e-3'} strings or values."""
-  config = config_lib.load(str(REPO / "configs" / "debug.py"))
-  base = {"model.vocab_size": vocab_size, "model.d_model": 32, "model.num_layers": 2,
+def tiny_overrides(records_dir, tokenizer_path, vocab_size, **overrides) -> dict:
+  """The keys that shrink configs/debug.py for tests, with `overrides` on top."""
+  return {"model.vocab_size": vocab_size, "model.d_model": 32, "model.num_layers": 2,
           "model.num_heads": 4, "model.num_kv_heads": 2, "model.head_dim": 8,
           "model.mlp_dim": 64, "data.records_dir": records_dir,
           "data.tokenizer": tokenizer_path, "data.seq_len": 32, "data.batch_size": 8,
           "data.prefetch": 0, "optim.warmup_steps": 2, "train.num_steps": 6,
           "train.log_every": 1, "train.eval_every": 0, "train.eval_batches": 2,
-          "train.checkpoint_every": 3}
-  base.update(overrides)
-  for key, value in base.items():
+          "train.checkpoint_every": 3, **overrides}
+
+
+def tiny_flags(records_dir, tokenizer_path, vocab_size, **overrides) -> list[str]:
+  """`tiny_overrides` as `--config.k=v` command-line flags (for the real CLI commands)."""
+  return [f"--config.{k}={v}" for k, v in
+          tiny_overrides(records_dir, tokenizer_path, vocab_size, **overrides).items()]
+
+
+def tiny_config(records_dir, tokenizer_path, vocab_size, **overrides):
+  """configs/debug.py shrunk for tests; overrides as {'optim.lr': '1e-3'} strings or values."""
+  config = config_lib.load(str(REPO / "configs" / "debug.py"))
+  for key, value in tiny_overrides(records_dir, tokenizer_path, vocab_size, **overrides).items():
     config_lib.set_value(config, key, str(value))
   config_lib.validate(config)
   return config

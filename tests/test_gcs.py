@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, tiny_flags
 
 gcs_emulator = pytest.importorskip("gcs_emulator")
 BIN = os.path.join(os.path.dirname(sys.executable), "swahili100")
@@ -30,13 +30,8 @@ def bucket(tiny_records):
 
 
 def _overrides(vocab, records, tokenizer, steps):
-  values = {"model.vocab_size": vocab, "model.d_model": 32, "model.num_layers": 2,
-            "model.num_heads": 4, "model.num_kv_heads": 2, "model.head_dim": 8,
-            "model.mlp_dim": 64, "data.records_dir": records, "data.tokenizer": tokenizer,
-            "data.seq_len": 32, "data.batch_size": 8, "data.prefetch": 0,
-            "optim.warmup_steps": 2, "train.log_every": 1, "train.eval_every": 0,
-            "train.eval_batches": 2, "train.num_steps": steps, "train.checkpoint_every": 1000}
-  return [f"--config.{k}={v}" for k, v in values.items()]
+  return tiny_flags(records, tokenizer, vocab, **{"train.num_steps": steps,
+                                                  "train.checkpoint_every": 1000})
 
 
 def _sw(env, *args, timeout=300, **kw):

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, tiny_flags
 
 sys.path.insert(0, str(REPO / "launch"))
 import tpu_vm  # noqa: E402
@@ -33,15 +33,8 @@ def _port() -> int:
 
 
 def _overrides(tiny_records, **extra) -> list[str]:
-  records_dir, tokenizer, vocab = tiny_records
-  values = {"model.vocab_size": vocab, "model.d_model": 32, "model.num_layers": 2,
-            "model.num_heads": 4, "model.num_kv_heads": 2, "model.head_dim": 8,
-            "model.mlp_dim": 64, "data.records_dir": records_dir, "data.tokenizer": tokenizer,
-            "data.seq_len": 32, "data.batch_size": 8, "data.prefetch": 0,
-            "optim.warmup_steps": 2, "train.log_every": 1, "train.eval_every": 0,
-            "train.eval_batches": 2, "mesh.heartbeat_timeout_s": 10, "mesh.init_timeout_s": 60,
-            "train.barrier_timeout_s": 120, **extra}
-  return [f"--config.{k}={v}" for k, v in values.items()]
+  return tiny_flags(*tiny_records, **{"mesh.heartbeat_timeout_s": 10, "mesh.init_timeout_s": 60,
+                                      "train.barrier_timeout_s": 120, **extra})
 
 
 def _env(devices: int) -> dict:

@@ -6,7 +6,7 @@ import math
 import os
 
 import pytest
-from conftest import REPO
+from conftest import REPO, tiny_flags
 
 from swahili100 import sweep
 
@@ -106,17 +106,10 @@ def test_slots_split_devices_between_concurrent_runs(monkeypatch):
 
 
 def test_two_run_sweep_in_parallel_end_to_end(tiny_records, tmp_path, capsys):
-  records, tokenizer, vocab = tiny_records
-  tiny = {"model.vocab_size": vocab, "model.d_model": 32, "model.num_layers": 2,
-          "model.num_heads": 4, "model.num_kv_heads": 2, "model.head_dim": 8,
-          "model.mlp_dim": 64, "data.records_dir": records, "data.tokenizer": tokenizer,
-          "data.seq_len": 32, "data.batch_size": 8, "data.prefetch": 0,
-          "optim.warmup_steps": 2, "train.num_steps": 6, "train.log_every": 1,
-          "train.eval_every": 0, "train.eval_batches": 2, "train.checkpoint_every": 3}
   work = tmp_path / "sweep"
   args = ["--config", str(REPO / "configs" / "debug.py"), "--workdir", str(work),
           "--grid", "optim.lr=1e-3,3e-3", "--parallel", "2", "--platform", "cpu",
-          "--", *(f"--config.{k}={v}" for k, v in tiny.items())]
+          "--", *tiny_flags(*tiny_records)]
   assert sweep.main(args) == 0, capsys.readouterr()
   names = ["optim.lr=1e-3", "optim.lr=3e-3"]
   for name in names:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from swahili100 import checkpoint, generate, train
+from swahili100 import evals as evals_lib
 
-from conftest import REPO, tiny_config
+from conftest import REPO, tiny_config, tiny_flags
 
 
 def _losses(workdir):
@@ -44,6 +45,8 @@ def test_run_logs_decreasing_loss_config_and_checkpoints(run12):
   assert [r["step"] for r in train_rows] == list(range(1, 13))
   for key in ("step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"):
     assert all(np.isfinite(r[key]) for r in train_rows), key
+  # against the measured peak of this CPU (a big float32 matmul), never the nominal one
+  assert all(0 <= r["mfu"] < 1 for r in train_rows) and max(r["mfu"] for r in train_rows) > 0
   assert train_rows[-1]["loss"] < train_rows[0]["loss"] - 0.3
   evals = [r for r in rows if "eval_loss" in r]
   assert [r["step"] for r in evals] == [6, 12] and 0 < evals[-1]["eval_bpb"] < 8
@@ -80,15 +83,9 @@ def test_load_model_and_generate_cli_on_a_real_checkpoint(run12, capsys):
 
 
 def _train_cmd(records, workdir, **overrides):
-  records_dir, tok, vocab = records
-  base = {"model.vocab_size": vocab, "model.d_model": 32, "model.num_layers": 2,
-          "model.num_heads": 4, "model.num_kv_heads": 2, "model.head_dim": 8,
-          "model.mlp_dim": 64, "data.records_dir": records_dir, "data.tokenizer": tok,
-          "data.seq_len": 32, "data.batch_size": 8, "optim.warmup_steps": 2,
-          "train.log_every": 1, "train.eval_every": 0, "train.eval_batches": 1}
-  base.update(overrides)
+  flags = tiny_flags(*records, **{"data.prefetch": 2, "train.eval_batches": 1, **overrides})
   return [sys.executable, "-m", "swahili100.train", "--config", str(REPO / "configs" / "debug.py"),
-          "--workdir", workdir, *(f"--config.{k}={v}" for k, v in base.items())]
+          "--workdir", workdir, *flags]
 
 
 def _wait_for(pred, proc, timeout=120):
@@ -258,3 +255,25 @@ def test_unreadable_latest_checkpoint_is_reported_and_the_run_falls_back(run12, 
   assert os.path.isdir(os.path.join(broken, "checkpoints", "12.unreadable"))
   # the state of step 6 came back exactly (later steps differ: 18 steps is another schedule)
   assert _losses(broken)[7] == _losses(workdir)[7]
+
+
+def test_eval_tasks_run_at_eval_steps_next_to_the_loss(tiny_records, tmp_path):
+  """config.train.eval_tasks: an XCOPA-format file scored under the training mesh at each eval
+  step, logged to training.jsonl beside the validation bits per byte."""
+  items = [{"premise": "Mvua ilinyesha.", "choice1": "Barabara zililowa.",
+            "choice2": "Jua liliwaka.", "question": "effect", "label": 0, "idx": i}
+           for i in range(6)]
+  xcopa = tmp_path / "xcopa.jsonl"
+  xcopa.write_text("".join(json.dumps(x) + "\n" for x in items))
+  config = tiny_config(*tiny_records, **{"train.num_steps": 6, "train.eval_every": 3,
+                                         "train.eval_tasks": "xcopa",
+                                         "train.eval_data": f"xcopa={xcopa}"})
+  workdir = str(tmp_path / "run")
+  assert train.run(config, workdir) == 0
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "logs", "training.jsonl"))]
+  evals = [r for r in rows if "eval_xcopa_acc" in r]
+  assert [r["step"] for r in evals] == [3, 6]
+  assert all(r["eval_xcopa_acc"] in (0.0, 1.0) and "eval_bpb" in r for r in evals)
+  missing = tiny_config(*tiny_records, **{"train.eval_tasks": "xcopa"})
+  with pytest.raises(evals_lib.EvalDataError, match="config.train.eval_data"):
+    train.run(missing, str(tmp_path / "missing"))
