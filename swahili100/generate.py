@@ -229,10 +229,14 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     return 2
 
-  from swahili100 import config_lib, inference, lm, sharding  # noqa: PLC0415
+  from swahili100 import checkpoint, config_lib, inference, lm, sharding  # noqa: PLC0415
   # one device's mesh, entered like every other jitted phase (mesh-aware back-ends need it)
   mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
-  config, model = inference.load(args.checkpoint, mesh)
+  try:
+    config, model = inference.load(args.checkpoint, mesh)
+  except checkpoint.CheckpointError as e:
+    print(f"swahili100 generate: error: {e}", file=sys.stderr)
+    return 2
   try:
     tokenizer = lm.load_tokenizer(args.tokenizer or config.data.tokenizer)
   except config_lib.ConfigError as e:

@@ -66,21 +66,13 @@ def _version(dist: str) -> str | None:
 
 
 def initialize(args) -> bool:
-  """jax.distributed.initialize when the job has several processes; returns whether it did."""
-  import jax
-  hosts = [h for h in os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]
-  if args.num_processes == 1 or (args.num_processes == 0 and len(hosts) <= 1
-                                 and not args.coordinator_address):
-    return False
-  # As swahili100.distributed does for training: CPU processes need gloo for collectives (TPU
-  # and GPU ignore it); it must be set before the first backend is created.
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(
-      coordinator_address=args.coordinator_address or None,
-      num_processes=args.num_processes or None,
-      process_id=None if args.process_id < 0 else args.process_id,
-      initialization_timeout=args.timeout)
-  return True
+  """jax.distributed as training starts it (swahili100.distributed: explicit values, or the
+  cluster's when they are left empty); returns whether it started."""
+  from swahili100 import distributed  # noqa: PLC0415 (keeps --help free of jax)
+  return distributed.initialize({"coordinator_address": args.coordinator_address,
+                                 "num_processes": args.num_processes,
+                                 "process_id": args.process_id,
+                                 "init_timeout_s": args.timeout})
 
 
 def storage_checks(args, process_id: int) -> dict:

@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
 
   from swahili100 import checkpoint, fs, inference  # noqa: PLC0415
   workdir, step = checkpoint.split_path(args.checkpoint)
-  config, model = inference.load(args.checkpoint)
+  try:
+    config, model = inference.load(args.checkpoint)
+  except checkpoint.CheckpointError as e:
+    print(f"swahili100 export: error: {e}", file=sys.stderr)
+    return 2
   if "quant" in config and config.quant.get("source"):  # card figures from the source run
     workdir, step = checkpoint.split_path(config.quant.source)
   if step is None:

@@ -305,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   from swahili100 import checkpoint  # noqa: PLC0415
   from swahili100.evals import bpb  # noqa: PLC0415
-  config, model = checkpoint.load_model(args.checkpoint)
+  try:
+    config, model = checkpoint.load_model(args.checkpoint)
+  except checkpoint.CheckpointError as e:
+    print(f"swahili100 quantize: error: {e}", file=sys.stderr)
+    return 2
   bits = 4 if args.precision == "int4" else 8
   report = {"checkpoint": os.path.abspath(args.checkpoint), "precision": args.precision,
             "group_size": args.group_size, "method": args.method,
