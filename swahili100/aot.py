@@ -124,8 +124,8 @@ def compile_steps(config, topology: str, fast: bool = False) -> dict:
     batch_s = sharding.batch_sharding(mesh)
     row = jax.ShapeDtypeStruct((B, T), jnp.int32, sharding=batch_s)
     batch = {k: row for k in ("inputs", "targets", "segment_ids", "positions", "mask")}
-    params = engine._abstract(abstract_params, p_shard)  # noqa: SLF001
-    opt = engine._abstract(jax.eval_shape(tx.init, abstract_params), o_shard)  # noqa: SLF001
+    params = sharding.abstract(abstract_params, p_shard)
+    opt = sharding.abstract(jax.eval_shape(tx.init, abstract_params), o_shard)
     scalar = jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)
     t0 = time.perf_counter()
     lowered = step_fn.lower(params, opt, scalar, batch, scalar, None)

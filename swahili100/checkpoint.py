@@ -238,8 +238,7 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None):
     shardings = jax.tree.map(lambda _: device, abstract_params)
   else:
     shardings = sharding.param_shardings(abstract_params, mesh)
-  target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                        abstract_params, shardings)
-  return config, nnx.merge(graphdef, load_params(path, target))
+  return config, nnx.merge(graphdef, load_params(path, sharding.abstract(abstract_params,
+                                                                          shardings)))
 
 

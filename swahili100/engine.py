@@ -105,13 +105,9 @@ def check_resumable(workdir: str, config, keys=("model",)) -> None:
         "resume with the saved values or start a new --workdir")
 
 
-def _abstract(tree, shardings):
-  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree,
-                      shardings)
-
-
 def build(config, mesh, task: Task):
-  """(graphdef, abstract params, tx, lr schedule, param/opt shardings, jitted step) of a run."""
+  """(resolved model config, graphdef, abstract params, optimizer, lr schedule, parameter and
+  optimizer-state shardings, jitted train step) of a run: what training and `aot` compile."""
   model_cfg = _resolved_model(config, mesh)
   abstract_model = nnx.eval_shape(lambda: model_lib.Transformer(model_cfg, rngs=nnx.Rngs(0)))
   graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
@@ -169,8 +165,8 @@ class _Run:
     t_cfg, d_cfg = config.train, config.data
     (self.model_cfg, self.graphdef, abstract_params, tx, self.lr_fn, p_shard, o_shard,
      self.step_fn) = build(config, mesh, task)
-    abstract_p = _abstract(abstract_params, p_shard)
-    abstract_o = _abstract(jax.eval_shape(tx.init, abstract_params), o_shard)
+    abstract_p = sharding.abstract(abstract_params, p_shard)
+    abstract_o = sharding.abstract(jax.eval_shape(tx.init, abstract_params), o_shard)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     self.timeout = float(t_cfg.get("barrier_timeout_s", 1800))
     self.batches = iter(task.dataset(jax.process_index(), jax.process_count()))

@@ -31,7 +31,7 @@ def logits(params, graphdef, batch):
   return nnx.merge(graphdef, params)(batch["inputs"], batch["segment_ids"], batch["positions"])
 
 
-def _target_logp(logits_BTV, targets_BT):
+def target_logp(logits_BTV, targets_BT):
   """(log p(target) [B, T], log Z [B, T]) without materialising a log-softmax."""
   logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
   target_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
@@ -41,7 +41,7 @@ def _target_logp(logits_BTV, targets_BT):
 def lm_loss(params, graphdef, frozen, batch, *, z_loss: float = 0.0):
   """Next-token cross-entropy summed over masked targets (+ z·logZ², PaLM's z-loss)."""
   del frozen
-  logp_BT, logz_BT = _target_logp(logits(params, graphdef, batch), batch["targets"])
+  logp_BT, logz_BT = target_logp(logits(params, graphdef, batch), batch["targets"])
   mask_BT = batch["mask"].astype(jnp.float32)
   nll = -jnp.sum(logp_BT * mask_BT)
   total = nll + z_loss * jnp.sum(logz_BT**2 * mask_BT) if z_loss else nll
@@ -50,7 +50,7 @@ def lm_loss(params, graphdef, frozen, batch, *, z_loss: float = 0.0):
 
 def sequence_logprobs(params, graphdef, batch):
   """Per-row sum of log p(target) over masked targets, [B]."""
-  logp_BT, _ = _target_logp(logits(params, graphdef, batch), batch["targets"])
+  logp_BT, _ = target_logp(logits(params, graphdef, batch), batch["targets"])
   return jnp.sum(logp_BT * batch["mask"], axis=-1)
 
 

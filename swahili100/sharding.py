@@ -140,6 +140,12 @@ def param_shardings(params: Any, mesh: Mesh) -> Any:
                       is_leaf=lambda x: isinstance(x, P))
 
 
+def abstract(tree: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs of `tree` carrying `shardings`: what restores and compiles target."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree,
+                      shardings)
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """[B, T] arrays: rows over ('data', 'fsdp'), sequence replicated."""
   return NamedSharding(mesh, P(BATCH_AXES, None))

@@ -97,8 +97,7 @@ def score_step(params, batch, *, graphdef):
   """(sum of masked log p(target) [B], all masked targets are the argmax [B]) in float32."""
   logits_BTV = lm.logits(params, graphdef, batch)
   targets_BT, mask_BT = batch["targets"], batch["mask"]
-  target_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
-  logp_BT = target_BT - jax.nn.logsumexp(logits_BTV, axis=-1)
+  logp_BT, _ = lm.target_logp(logits_BTV, targets_BT)
   greedy_BT = jnp.argmax(logits_BTV, axis=-1) == targets_BT
   return (jnp.sum(logp_BT * mask_BT, axis=-1),
           jnp.all(greedy_BT | (mask_BT == 0), axis=-1))
