@@ -16,6 +16,10 @@ BIN = os.path.join(os.path.dirname(sys.executable), "swahili100")
 EXPECTED = {"v4-8": ("TPU v4", 4, 1, 32), "v5e-8": ("TPU v5 lite", 8, 1, 16),
             "v5p-8": ("TPU v5", 4, 1, 95), "v6e-8": ("TPU v6 lite", 8, 1, 32),
             "v5e-32": ("TPU v5 lite", 32, 8, 16)}
+# make test compiles the tightest fit (v5e: 16 GiB a chip) and the multi-host slice, ~60 s; the
+# other three take ~90 s more: AOT_ALL_TOPOLOGIES=1 (acceptance pod-1 and docs/benchmarks.md
+# run every topology through the same command)
+TESTED = list(EXPECTED) if os.environ.get("AOT_ALL_TOPOLOGIES") == "1" else ["v5e-8", "v5e-32"]
 
 
 def _aot(*args):
@@ -26,7 +30,7 @@ def _aot(*args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("topology", list(EXPECTED))
+@pytest.mark.parametrize("topology", TESTED)
 def test_swahili_base_compiles_and_fits(topology):
   rc, report, err = _aot("--topology", topology, "--tokens-per-s", "3e5")
   assert rc == 0, err[-3000:]

@@ -51,3 +51,16 @@ def test_base_config_is_about_100m_parameters():
   n = model.num_params(c.model)
   assert 95e6 < n < 115e6
   assert f"{n:,}" in open(REPO / "configs" / "swahili_base.py").read()  # docstring states it
+
+
+def test_small_config_and_its_ablation_variant_are_what_research_md_records():
+  small = config_lib.load(str(REPO / "configs" / "small.py"))
+  abl = config_lib.load(str(REPO / "configs" / "small.py") + ":ablation")
+  assert model.num_params(small.model) == 8_128_768  # the exported card's figure
+  assert f"{model.num_params(small.model) / 1e6:.1f}M-parameter" in open(
+      REPO / "configs" / "small.py").read()
+  assert round(model.num_params(abl.model) / 1e6, 1) == 5.8  # docs/RESEARCH.md, ablations
+  # the sweeps' baseline: 2 layers, SwiGLU 768, batch 16, whole validation split
+  assert (abl.model.num_layers, abl.model.mlp_dim, abl.data.batch_size,
+          abl.train.eval_batches, abl.train.num_steps) == (2, 768, 16, -1, 256)
+  assert small.data.batch_size * small.data.seq_len * small.train.num_steps == 3_481_600
