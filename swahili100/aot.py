@@ -153,7 +153,8 @@ def compile_steps(config, topology: str, fast: bool = False) -> dict:
       "topology": topology, "device_kind": device.device_kind, "devices": len(devs),
       "processes": len({x.process_index for x in devs}), "mesh": dict(mesh.shape),
       "attention": model_cfg.attention, "remat": model_cfg.remat, "dtype": model_cfg.dtype,
-      "batch": B, "seq_len": T, "grad_accum": config.optim.grad_accum, "bytes_per_device": mem, "total_bytes": mem["total"],
+      "batch": B, "seq_len": T, "grad_accum": config.optim.grad_accum,
+      "bytes_per_device": mem, "total_bytes": mem["total"],
       "hbm_bytes": hbm, "fits": hbm is not None and mem["total"] <= hbm,
       # XLA's cost analysis of the partitioned program is per device
       "flops_per_step": {"compiled": compiled_flops * len(devs) if compiled_flops else None,

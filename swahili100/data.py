@@ -201,7 +201,7 @@ def train_dataset(config, manifest: records.Manifest, process_index: int = 0,
   d = config.data
   docs = _documents(manifest.shard_paths(records_dir(config), "train"), manifest.dtype)
   if d.get("mixture"):
-    docs = mixture(docs, fs.read_json(d.mixture), records.read_source_index(
+    docs = mixture(docs, read_mixture(d.mixture), records.read_source_index(
         records_dir(config), "train", manifest), d.shuffle_seed, d.mixture)
   else:
     docs = docs.seed(d.shuffle_seed).shuffle().repeat(None)
@@ -224,6 +224,32 @@ class _Subset(grain.MapDataset):
     if isinstance(index, slice):
       return self.slice(index)
     return self._parent[int(self.indices[index % len(self.indices)])]
+
+
+def read_mixture(path: str) -> dict:
+  """A `swahili100 plan-data` mixture.json, checked for what the loader reads: `sources`, each
+  with a numeric `document_weight`."""
+  try:
+    plan = fs.read_json(path)
+  except (OSError, ValueError) as e:
+    raise config_lib.ConfigError(f"config.data.mixture={path!r}: cannot read it ({e}); give the "
+                                 "mixture.json that `swahili100 plan-data` wrote") from e
+  sources = plan.get("sources") if isinstance(plan, dict) else None
+  bad = [n for n, s in (sources or {}).items()
+         if not isinstance(s, dict) or not isinstance(s.get("document_weight"), (int, float))]
+  if not isinstance(sources, dict) or not sources or bad:
+    raise config_lib.ConfigError(
+        f"config.data.mixture={path!r}: not a plan-data mixture "
+        + (f"(sources {bad} have no numeric document_weight)" if bad else "(no 'sources')")
+        + "; write it with `swahili100 plan-data --output mixture.json`")
+  return plan
+
+
+def mixture_summary(plan: dict) -> dict:
+  """What config.json records of a mixture plan: its rule, and weight and epochs per source."""
+  return {"rule": plan.get("rule"),
+          "document_weight": {n: s["document_weight"] for n, s in plan["sources"].items()},
+          "epochs": {n: s.get("epochs") for n, s in plan["sources"].items()}}
 
 
 def mixture(docs: grain.MapDataset, plan: dict, index, seed: int, where: str) -> grain.MapDataset:

@@ -14,6 +14,7 @@ cleared first.
 
 import argparse
 import os
+import pathlib
 import shlex
 import shutil
 import subprocess
@@ -82,14 +83,13 @@ def phases(out: str, eval_data: str | None = None) -> list[tuple[str, list[str],
 
 def _fresh(out: str) -> None:
   """Clears an output folder written by an older demo format (its runs would not resume)."""
-  stamp = os.path.join(out, ".demo-format")
+  stamp = pathlib.Path(out, ".demo-format")
   if os.path.isdir(out) and os.listdir(out) and (
-      not os.path.exists(stamp) or open(stamp).read().strip() != FORMAT):
+      not stamp.exists() or stamp.read_text().strip() != FORMAT):
     print(f"demo: {out} holds outputs of an older demo; clearing it", flush=True)
     shutil.rmtree(out)
   os.makedirs(out, exist_ok=True)
-  with open(stamp, "w") as f:
-    f.write(FORMAT + "\n")
+  stamp.write_text(FORMAT + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import argparse
 import functools
 import sys
 
-from swahili100 import checkpoint, config_lib, data, distributed, engine, evals, fs, lm, records
+from swahili100 import checkpoint, config_lib, data, distributed, engine, evals, lm, records
 from swahili100.evals import bpb, tasks
 
 
@@ -24,12 +24,8 @@ def pretrain_task(config) -> engine.Task:
   and on `config.train.eval_tasks`."""
   manifest = data.check_manifest(config)
   if config.data.get("mixture"):  # the plan's weights go into config.json with the run
-    plan = fs.read_json(config.data.mixture)
     with config.unlocked():
-      config.data.mixture_plan = {
-          "rule": plan.get("rule"),
-          "document_weight": {n: s["document_weight"] for n, s in plan["sources"].items()},
-          "epochs": {n: s.get("epochs") for n, s in plan["sources"].items()}}
+      config.data.mixture_plan = data.mixture_summary(data.read_mixture(config.data.mixture))
   return engine.Task(
       "pretrain", loss_fn=functools.partial(lm.lm_loss, z_loss=config.optim.z_loss),
       dataset=lambda index, count: data.train_dataset(config, manifest, index, count),

@@ -86,3 +86,16 @@ def test_training_on_a_mixture_records_it_and_a_bad_plan_is_refused(corpus, tmp_
   config = tiny_config(records_dir, tok, vocab, **{"data.mixture": str(bad)})
   with pytest.raises(config_lib.ConfigError, match="wiki"):
     data.train_dataset(config, data.check_manifest(config))
+
+
+def test_a_mixture_file_that_is_not_a_plan_is_refused_by_name(tmp_path):
+  bad = tmp_path / "mixture.json"
+  bad.write_text(json.dumps({"rule": "muennighoff", "sources": {"news": {"epochs": 2}}}))
+  with pytest.raises(config_lib.ConfigError, match=r"mixture.json.*\['news'\] have no numeric"):
+    data.read_mixture(str(bad))
+  bad.write_text("{not json")
+  with pytest.raises(config_lib.ConfigError, match="cannot read it.*swahili100 plan-data"):
+    data.read_mixture(str(bad))
+  with pytest.raises(config_lib.ConfigError, match="no 'sources'"):
+    bad.write_text("[]")
+    data.read_mixture(str(bad))
