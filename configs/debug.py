@@ -29,6 +29,11 @@ def get_config() -> ml_collections.ConfigDict:
   m.remat = "none"             # none | full | dots (rematerialization policy per block)
   m.layout_vjps = "auto"       # on | off | auto (= on for CPU only): XLA:CPU weight-grad layouts
   m.causal_chunks = 4          # reference attention: query chunks skipping the upper triangle
+  # Architecture switches (docs/RESEARCH.md "Recipe"); all off = plain Llama, exportable everywhere.
+  m.qk_norm = False            # RMSNorm on queries and keys per head, before RoPE (Qwen3)
+  m.mlp_act = "swiglu"         # swiglu (gated, 3 matrices) | relu2 (down(relu(up(x))^2), 2 matrices)
+  m.logit_softcap = 0.0        # cap * tanh(logits / cap) on the output logits (0 = off)
+  m.zero_init_out = False      # o_proj and down_proj start at zero (each block starts as identity)
 
   c.data = d = ml_collections.ConfigDict()
   d.records_dir = "demo_out/records"               # token records (manifest.json + shards)
@@ -41,7 +46,13 @@ def get_config() -> ml_collections.ConfigDict:
   d.prefetch = 2               # batches prefetched by a background thread
 
   c.optim = o = ml_collections.ConfigDict()
-  o.lr = 3e-3                  # peak learning rate
+  o.name = "adamw"             # adamw | muon (Muon on the blocks' matrices, AdamW on the rest)
+  o.lr = 3e-3                  # peak learning rate (AdamW; under muon: norms and scalars)
+  o.embed_lr = 0.0             # AdamW peak lr of the embedding (tied: also the head); 0 = lr
+  o.head_lr = 0.0              # AdamW peak lr of an untied output head; 0 = lr
+  o.muon_lr = 0.02             # muon only: peak lr of the hidden matrices
+  o.muon_momentum = 0.95       # muon only: Nesterov momentum of the hidden matrices
+  o.muon_weight_decay = 0.0    # muon only: decoupled weight decay (times muon_lr) on them
   o.schedule = "cosine"        # cosine | wsd (warmup-stable-decay)
   o.warmup_steps = 20          # linear warmup
   o.decay_fraction = 0.2       # wsd only: share of steps spent decaying

@@ -122,6 +122,8 @@ def validate(config) -> None:
   if d.batch_size % o.grad_accum:
     raise ConfigError(f"config.data.batch_size={d.batch_size} must be a multiple of "
                       f"config.optim.grad_accum={o.grad_accum}")
+  if o.get("name", "adamw") not in ("adamw", "muon"):
+    raise ConfigError(f"config.optim.name={o.name!r}: expected adamw | muon")
   if o.schedule not in ("cosine", "wsd"):
     raise ConfigError(f"config.optim.schedule={o.schedule!r}: expected cosine | wsd")
   if config.train.num_steps <= o.warmup_steps:

@@ -10,7 +10,9 @@
 Parameters are float32; `config.model.dtype` (float32 | bfloat16) is the compute dtype: kernels
 are cast inside each projection, while RMSNorm statistics, softmax and logits stay float32.
 Init: normal(init_std) for embedding and projections, normal(init_std / sqrt(2 L)) for the two
-residual-output projections (o_proj, down_proj; GPT-2 / Megatron), ones for norm scales.
+residual-output projections (o_proj, down_proj; GPT-2 / Megatron; zeros with zero_init_out),
+ones for norm scales. Switches (all off = Llama): qk_norm, mlp_act, logit_softcap,
+zero_init_out, tie_embeddings; `swahili100 export` maps or refuses each (export/hf.py SWITCHES).
 Names: B batch, T query length, S key length, D d_model, N query heads, K kv heads, G = N / K,
 H head_dim, F mlp_dim, V vocab, L layers.
 """
@@ -28,6 +30,7 @@ from swahili100 import attention as attention_lib
 from swahili100 import config_lib
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MLP_ACTS = ("swiglu", "relu2")
 REMAT_POLICIES = {
     "full": None,  # save nothing inside a block: recompute it all in the backward pass
     # save projection matmul outputs (no batch dims), recompute attention scores and elementwise
@@ -54,6 +57,10 @@ class ModelConfig:
   remat: str = "none"
   layout_vjps: str = "auto"   # on | off | auto (on for CPU only): the XLA:CPU weight-gradient VJPs
   causal_chunks: int = 4      # reference attention: query chunks that skip the upper triangle
+  qk_norm: bool = False       # RMSNorm (scale [H]) on each query and key head before RoPE
+  mlp_act: str = "swiglu"     # swiglu: down(silu(gate x) * up x) | relu2: down(relu(up x)^2)
+  logit_softcap: float = 0.0  # logits -> cap * tanh(logits / cap); 0 = off
+  zero_init_out: bool = False  # o_proj and down_proj initialised to zero
 
   @classmethod
   def from_any(cls, cfg: Any) -> "ModelConfig":
@@ -79,6 +86,12 @@ class ModelConfig:
     if c.layout_vjps not in ("on", "off", "auto"):
       raise config_lib.ConfigError(f"config.model.layout_vjps={c.layout_vjps!r}: expected "
                                    "on | off | auto")
+    if c.mlp_act not in MLP_ACTS:
+      raise config_lib.ConfigError(f"config.model.mlp_act={c.mlp_act!r}: expected one of "
+                                   f"{MLP_ACTS}")
+    if c.logit_softcap < 0:
+      raise config_lib.ConfigError(f"config.model.logit_softcap={c.logit_softcap}: expected 0 "
+                                   "(off) or a positive cap such as 15 or 30")
     if c.causal_chunks < 1:
       raise config_lib.ConfigError(f"config.model.causal_chunks={c.causal_chunks} must be >= 1 "
                                    "(1 = off)")
@@ -102,7 +115,8 @@ def num_params(cfg: Any) -> int:
   c = ModelConfig.from_any(cfg)
   D, H, F = c.d_model, c.head_dim, c.mlp_dim
   attn = D * c.num_heads * H * 2 + D * c.num_kv_heads * H * 2
-  block = attn + 3 * D * F + 2 * D
+  mlp = (3 if c.mlp_act == "swiglu" else 2) * D * F
+  block = attn + mlp + 2 * D + (2 * H if c.qk_norm else 0)
   head = 0 if c.tie_embeddings else D * c.vocab_size
   return c.vocab_size * D + c.num_layers * block + D + head
 
@@ -220,9 +234,14 @@ def _dot_general(c: ModelConfig):
 
 
 def _linear(d_in, d_out, std, c: ModelConfig, dtype, rngs):
+  init = nnx.initializers.zeros if std == 0 else nnx.initializers.normal(std)
   return nnx.Linear(d_in, d_out, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
-                    kernel_init=nnx.initializers.normal(std), dot_general=_dot_general(c),
-                    rngs=rngs)
+                    kernel_init=init, dot_general=_dot_general(c), rngs=rngs)
+
+
+def _out_std(c: ModelConfig) -> float:
+  """Init std of the residual-output projections (o_proj, down_proj): 0 with zero_init_out."""
+  return 0.0 if c.zero_init_out else c.init_std / math.sqrt(2 * c.num_layers)
 
 
 class Attention(nnx.Module):
@@ -230,11 +249,14 @@ class Attention(nnx.Module):
 
   def __init__(self, c: ModelConfig, dtype, rngs: nnx.Rngs):
     D, N, K, H = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
-    out_std = c.init_std / math.sqrt(2 * c.num_layers)
     self.q_proj = _linear(D, N * H, c.init_std, c, dtype, rngs)
     self.k_proj = _linear(D, K * H, c.init_std, c, dtype, rngs)
     self.v_proj = _linear(D, K * H, c.init_std, c, dtype, rngs)
-    self.o_proj = _linear(N * H, D, out_std, c, dtype, rngs)
+    self.o_proj = _linear(N * H, D, _out_std(c), c, dtype, rngs)
+    if c.qk_norm:
+      self.q_norm = RMSNorm(H, c.norm_eps)
+      self.k_norm = RMSNorm(H, c.norm_eps)
+    self.qk_norm = c.qk_norm
     self.num_heads, self.num_kv_heads, self.head_dim = N, K, H
     self.implementation, self.causal_chunks = c.attention, c.causal_chunks
 
@@ -243,6 +265,8 @@ class Attention(nnx.Module):
     q_BTNH = self.q_proj(x_BTD).reshape(B, T, self.num_heads, self.head_dim)
     k_BTKH = self.k_proj(x_BTD).reshape(B, T, self.num_kv_heads, self.head_dim)
     v_BTKH = self.v_proj(x_BTD).reshape(B, T, self.num_kv_heads, self.head_dim)
+    if self.qk_norm:
+      q_BTNH, k_BTKH = self.q_norm(q_BTNH), self.k_norm(k_BTKH)
     return apply_rope(q_BTNH, cos, sin), apply_rope(k_BTKH, cos, sin), v_BTKH
 
   def __call__(self, x_BTD, cos, sin, segment_ids_BT):
@@ -272,15 +296,18 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
-  """SwiGLU: down(silu(gate(x)) * up(x))."""
+  """SwiGLU: down(silu(gate(x)) * up(x)); or relu2: down(relu(up(x))^2) (So et al. 2021)."""
 
   def __init__(self, c: ModelConfig, dtype, rngs: nnx.Rngs):
-    out_std = c.init_std / math.sqrt(2 * c.num_layers)
-    self.gate_proj = _linear(c.d_model, c.mlp_dim, c.init_std, c, dtype, rngs)
+    if c.mlp_act == "swiglu":
+      self.gate_proj = _linear(c.d_model, c.mlp_dim, c.init_std, c, dtype, rngs)
     self.up_proj = _linear(c.d_model, c.mlp_dim, c.init_std, c, dtype, rngs)
-    self.down_proj = _linear(c.mlp_dim, c.d_model, out_std, c, dtype, rngs)
+    self.down_proj = _linear(c.mlp_dim, c.d_model, _out_std(c), c, dtype, rngs)
+    self.act = c.mlp_act
 
   def __call__(self, x_BTD):
+    if self.act == "relu2":
+      return self.down_proj(jnp.square(jax.nn.relu(self.up_proj(x_BTD))))
     return self.down_proj(jax.nn.silu(self.gate_proj(x_BTD)) * self.up_proj(x_BTD))
 
 
@@ -328,7 +355,11 @@ class Transformer(nnx.Module):
                                 dot_general=_dot_general(c), rngs=rngs)
 
   def _logits(self, h_BTD):
-    h_BTD = self.final_norm(h_BTD)
+    logits_BTV = self._raw_logits(self.final_norm(h_BTD))
+    cap = self.config.logit_softcap
+    return cap * jnp.tanh(logits_BTV / cap) if cap else logits_BTV
+
+  def _raw_logits(self, h_BTD):
     if self.config.tie_embeddings:
       emb_VD = self.embed.embedding[...].astype(self.dtype)
       B, T, D = h_BTD.shape

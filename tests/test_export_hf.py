@@ -167,3 +167,47 @@ def test_export_cli_from_workdir_writes_card_from_the_run(tiny_records, tmp_path
   assert export_main.main(["--checkpoint", f"{workdir}/checkpoints/7", "--format", "gguf",
                            "--output", str(gg), "--gguf-type", "q8_0"]) == 0
   assert (gg / "model-q8_0.gguf").stat().st_size > 0 and (gg / "hf" / "config.json").exists()
+
+
+def test_qk_norm_exports_as_qwen3_and_refusals_name_the_switch(tiny_records, tmp_path, capsys):
+  """The recipe switches with a faithful target (qk_norm, untied head, zero_init_out) export to
+  Qwen3ForCausalLM with equal logits and greedy tokens; ONNX runs the same graph; a switch no
+  format runs (relu2) and qk_norm in GGUF are refused by `swahili100 export`, exit 2, by name."""
+  from swahili100.export import main as export_main
+  from swahili100.export import onnx_export
+  from tests.test_quantize import _write_run
+  config = export_config(tiny_records, **{"model.qk_norm": True, "model.tie_embeddings": False,
+                                          "model.zero_init_out": True})
+  model = random_model(config, seed=7)
+  workdir = tmp_path / "run"
+  _write_run(config, model, str(workdir))
+  out = tmp_path / "hf"
+  assert export_main.main(["--checkpoint", str(workdir), "--format", "hf", "--output",
+                           str(out)]) == 0
+  hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(out)).eval()
+  assert type(hf_model).__name__ == "Qwen3ForCausalLM"
+  ids = np.random.RandomState(1).randint(0, config.model.vocab_size, (2, 19))
+  want = np.asarray(model(jnp.asarray(ids)))
+  np.testing.assert_allclose(torch_logits(hf_model, ids), want, atol=1e-4, rtol=0)
+  prompt = ids[0, :8].tolist()
+  ours = generate.generate_ids(model, prompt, 16, temperature=0.0, eos_id=None)
+  with torch.no_grad():
+    theirs = hf_model.generate(torch.tensor([prompt]), max_new_tokens=16, min_new_tokens=16,
+                               do_sample=False, eos_token_id=None, pad_token_id=1)
+  assert theirs[0, len(prompt):].tolist() == ours
+  pytest.importorskip("onnxscript")
+  path = onnx_export.export_onnx(str(out), str(tmp_path / "model.onnx"))
+  np.testing.assert_allclose(onnx_export.run(path, ids), want, atol=1e-4, rtol=0)
+
+  capsys.readouterr()
+  assert export_main.main(["--checkpoint", str(workdir), "--format", "gguf", "--output",
+                           str(tmp_path / "gguf")]) == 2
+  err = capsys.readouterr().err
+  assert "model.qk_norm=True" in err and "gguf" in err and not (tmp_path / "gguf").exists()
+  relu2 = export_config(tiny_records, **{"model.mlp_act": "relu2"})
+  _write_run(relu2, random_model(relu2), str(tmp_path / "relu2"))
+  for fmt in ("hf", "onnx", "gguf"):
+    assert export_main.main(["--checkpoint", str(tmp_path / "relu2"), "--format", fmt,
+                             "--output", str(tmp_path / f"r-{fmt}")]) == 2
+    assert "model.mlp_act='relu2'" in capsys.readouterr().err
+    assert not (tmp_path / f"r-{fmt}").exists()

@@ -1,5 +1,6 @@
 """Sharded training equals one-device training: mesh (2,2,2) (data, fsdp and tensor all split) on
-8 CPU devices for pretraining, SFT and DPO from the same base checkpoint (the one engine)."""
+8 CPU devices for pretraining, SFT and DPO from the same base checkpoint (the one engine), with
+AdamW and with Muon (Newton-Schulz on fsdp/tensor-sharded matrices)."""
 
 import json
 import os
@@ -21,21 +22,24 @@ out = {{}}
 def losses(workdir):
   rows = [json.loads(l) for l in open(workdir + "/logs/training.jsonl")]
   return [r["loss"] for r in rows if "loss" in r]
+MUON = {{"optim.name": "muon", "optim.muon_lr": "0.05", "model.qk_norm": "true"}}
 for mesh in meshes:
-  name = "x".join(map(str, mesh))
-  c = tiny_config(records, tok, vocab, **{{"mesh.data": mesh[0], "mesh.fsdp": mesh[1],
-      "mesh.tensor": mesh[2], "train.num_steps": 5, "train.checkpoint_every": 100,
-      "model.tie_embeddings": "false"}})
-  assert train.run(c, f"{{root}}/{{name}}") == 0
-  out[name] = losses(f"{{root}}/{{name}}")
+  for opt, extra in (("", {{}}), ("muon ", MUON)):
+    name = opt + "x".join(map(str, mesh))
+    c = tiny_config(records, tok, vocab, **{{"mesh.data": mesh[0], "mesh.fsdp": mesh[1],
+        "mesh.tensor": mesh[2], "train.num_steps": 5, "train.checkpoint_every": 100,
+        "model.tie_embeddings": "false", **extra}})
+    assert train.run(c, f"{{root}}/{{name}}") == 0
+    out[name] = losses(f"{{root}}/{{name}}")
 for mesh in align_meshes:  # SFT and DPO of one base checkpoint, on this mesh
   name = "x".join(map(str, mesh))
   flags = [f"--config.mesh.{{a}}={{n}}" for a, n in zip(("data", "fsdp", "tensor"), mesh)]
-  for stage in ("sft", "dpo"):
-    workdir = f"{{root}}/{{stage}}-{{name}}"
+  for stage, opt in (("sft", []), ("dpo", []), ("dpo", ["--config.optim.name=muon"])):
+    tag = f"{{stage}}{{' muon' if opt else ''}}"
+    workdir = f"{{root}}/{{tag.replace(' ', '-')}}-{{name}}"
     assert align.main(["--stage", stage, "--checkpoint", base, "--workdir", workdir,
-                       "--steps", "6", "--lr", "1e-3", *flags]) == 0
-    out[f"{{stage}} {{name}}"] = losses(workdir)
+                       "--steps", "6", "--lr", "1e-3", *flags, *opt]) == 0
+    out[f"{{tag}} {{name}}"] = losses(workdir)
 print("LOSSES" + json.dumps(out))
 """
 
@@ -60,7 +64,8 @@ def test_meshes_give_the_same_losses_as_one_device(tiny_records, tmp_path):
   many = _run([records_dir, tok, vocab, str(tmp_path / "eight"),
                [[2, 2, 2]], base, [[2, 2, 2]]], 8)
   assert len(one["1x1x1"]) == 5 and len(one["sft 1x1x1"]) == len(one["dpo 1x1x1"]) == 6
-  assert sorted(many) == ["2x2x2", "dpo 2x2x2", "sft 2x2x2"]
+  assert sorted(many) == ["2x2x2", "dpo 2x2x2", "dpo muon 2x2x2", "muon 2x2x2", "sft 2x2x2"]
+  assert abs(one["muon 1x1x1"][-1] - one["1x1x1"][-1]) > 1e-3  # Muon is not AdamW
+  assert one["dpo muon 1x1x1"] != one["dpo 1x1x1"]
   for name, losses in many.items():
-    stage = name.split()[0] + " " if " " in name else ""
-    assert losses == pytest.approx(one[f"{stage}1x1x1"], abs=1e-5), name
+    assert losses == pytest.approx(one[name.replace("2x2x2", "1x1x1")], abs=1e-5), name

@@ -1,9 +1,15 @@
-"""JAX/NNX Transformer -> Hugging Face `LlamaForCausalLM` folder (loads with no custom code).
+"""JAX/NNX Transformer -> Hugging Face folder (loads with no custom code).
 
     folder = export_hf(config, model, tokenizer_path, out_dir, workdir=...)
+    refused = unsupported(model_cfg, "gguf")   # switches a format cannot run: export refuses
 
 The model already computes Llama math in the HF layout (see swahili100/model.py), so the weights
-are a transpose: `nnx.Linear` kernels are [in, out], torch weights are [out, in].
+are a transpose: `nnx.Linear` kernels are [in, out], torch weights are [out, in]. The
+architecture follows the switches: `LlamaForCausalLM`, or `Qwen3ForCausalLM` with qk_norm
+(Llama plus a per-head RMSNorm on q and k before RoPE: the same math as model.py's qk_norm).
+Switches no runtime of a format computes (relu2 MLP, logit soft-capping; qk_norm in GGUF, whose
+llama architecture lacks it) are refused by name rather than exported as a different model.
+zero_init_out changes only the initialisation, so it exports as is.
 """
 
 import os
@@ -19,6 +25,29 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
 
 
+# switch -> (its value when on, the formats that cannot run it, why)
+SWITCHES = {
+    "mlp_act": (lambda c: c.mlp_act != "swiglu", ("hf", "torch", "onnx", "gguf"),
+                "Llama/Qwen3 MLPs are gated SwiGLU; no transformers or llama.cpp architecture "
+                "computes down(relu(up x)^2) with this layout"),
+    "logit_softcap": (lambda c: bool(c.logit_softcap), ("hf", "torch", "onnx", "gguf"),
+                      "only Gemma 2's architecture soft-caps logits, and it differs elsewhere "
+                      "(embedding scale, sandwich norms)"),
+    "qk_norm": (lambda c: c.qk_norm, ("gguf",),
+                "the GGUF export writes llama.cpp's llama architecture, which has no q/k norm "
+                "(hf, torch and onnx export it as Qwen3)"),
+}
+
+
+def unsupported(model_cfg, fmt: str) -> list[str]:
+  """'switch=value: why' for each switch of `model_cfg` that format `fmt` cannot run."""
+  out = []
+  for name, (on, formats, why) in SWITCHES.items():
+    if on(model_cfg) and fmt in formats:
+      out.append(f"model.{name}={getattr(model_cfg, name)!r}: {why}")
+  return out
+
+
 def _np(x) -> np.ndarray:
   return np.asarray(x[...], dtype=np.float32)
 
@@ -31,6 +60,9 @@ def state_dict(model) -> dict[str, np.ndarray]:
     p = f"model.layers.{i}."
     sd[p + "input_layernorm.weight"] = _np(block.attn_norm.scale)
     sd[p + "post_attention_layernorm.weight"] = _np(block.mlp_norm.scale)
+    if c.qk_norm:
+      sd[p + "self_attn.q_norm.weight"] = _np(block.attn.q_norm.scale)
+      sd[p + "self_attn.k_norm.weight"] = _np(block.attn.k_norm.scale)
     for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
       sd[p + f"self_attn.{name}.weight"] = _kernel(getattr(block.attn, name)).T
     for name in ("gate_proj", "up_proj", "down_proj"):
@@ -49,18 +81,25 @@ def _kernel(linear) -> np.ndarray:
 
 
 def llama_config(model_cfg, max_position_embeddings: int = 2048):
-  """The `transformers.LlamaConfig` equal to `config.model` (RoPE in `rope_parameters`)."""
-  from transformers import LlamaConfig  # noqa: PLC0415 ([export] extra)
+  """The transformers config equal to `config.model` (RoPE in `rope_parameters`):
+  `LlamaConfig`, or `Qwen3Config` when qk_norm is on."""
+  import transformers  # noqa: PLC0415 ([export] extra)
   c = model_cfg
-  return LlamaConfig(
+  refused = unsupported(c, "hf")
+  if refused:
+    raise ValueError("no Hugging Face architecture computes this model: " + "; ".join(refused))
+  common = dict(
       vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.mlp_dim,
       num_hidden_layers=c.num_layers, num_attention_heads=c.num_heads,
       num_key_value_heads=c.num_kv_heads, head_dim=c.head_dim, hidden_act="silu",
       max_position_embeddings=max_position_embeddings, rms_norm_eps=c.norm_eps,
       rope_parameters={"rope_type": "default", "rope_theta": float(c.rope_theta)},
-      tie_word_embeddings=bool(c.tie_embeddings), attention_bias=False, mlp_bias=False,
+      tie_word_embeddings=bool(c.tie_embeddings), attention_bias=False,
       bos_token_id=special_tokens.BOS_ID, eos_token_id=special_tokens.EOS_ID,
-      pad_token_id=special_tokens.PAD_ID, architectures=["LlamaForCausalLM"], dtype="float32")
+      pad_token_id=special_tokens.PAD_ID, dtype="float32")
+  if c.qk_norm:
+    return transformers.Qwen3Config(**common, architectures=["Qwen3ForCausalLM"])
+  return transformers.LlamaConfig(**common, mlp_bias=False, architectures=["LlamaForCausalLM"])
 
 
 def save_tokenizer(tokenizer_path: str, out_dir: str, model_max_length: int = 2048):

@@ -5,7 +5,8 @@
     swahili100 export --checkpoint runs/debug --format gguf --output out/gguf --gguf-type q8_0
     ... --repo user/swahili100-debug     # then upload the output folder (token: HF_TOKEN)
 
-`hf` is also the PyTorch export (LlamaForCausalLM, safetensors). `onnx` and `gguf` write the HF
+`hf` is also the PyTorch export (LlamaForCausalLM, or Qwen3ForCausalLM with model.qk_norm;
+safetensors); a model switch that a format cannot run is refused by name (export/hf.py). `onnx` and `gguf` write the HF
 folder first (under OUTPUT/hf) and convert from it, so all formats share one set of weights.
 `--checkpoint` and `--output` may be gs:// URLs.
 """
@@ -41,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     config, model = inference.load(args.checkpoint)
   except checkpoint.CheckpointError as e:
     print(f"swahili100 export: error: {e}", file=sys.stderr)
+    return 2
+  from swahili100.export import hf  # noqa: PLC0415
+  refused = hf.unsupported(model.config, args.format)
+  if refused:
+    print(f"swahili100 export: error: {args.checkpoint} cannot be exported to {args.format} "
+          f"without changing what it computes: {'; '.join(refused)}. Export to a format that "
+          "runs it, or train with the switch off.", file=sys.stderr)
     return 2
   if "quant" in config and config.quant.get("source"):  # card figures from the source run
     workdir, step = checkpoint.split_path(config.quant.source)

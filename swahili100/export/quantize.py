@@ -185,7 +185,8 @@ def linear_paths(config_model) -> list[tuple[str, ...]]:
   out = []
   for i in range(c.num_layers):
     out += [("layers", str(i), "attn", n) for n in ATTN]
-    out += [("layers", str(i), "mlp", n) for n in MLP]
+    out += [("layers", str(i), "mlp", n) for n in MLP
+            if n != "gate_proj" or c.mlp_act == "swiglu"]  # relu2 has no gate
   return out
 
 
