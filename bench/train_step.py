@@ -9,6 +9,8 @@ this platform as training resolves them. On CPU it also times, interleaved in th
 process, a `transformers` `LlamaForCausalLM` of identical shape doing forward + backward + AdamW
 on the same batch with 2 torch threads, and prints ours/peer throughput as a ratio (> 1: ours
 faster). On GPU/TPU it prints tokens/s and MFU (PaLM convention, see `flops.flops_per_token`).
+Also times the gradients alone, and prints the optimizer's share of our step (AdamW or Muon:
+`--config.optim.name=muon`).
 """
 
 import argparse
@@ -46,7 +48,12 @@ def ours(config, tokens):
     state["p"], state["o"], state["bad"], metrics = step(state["p"], state["o"], state["bad"],
                                                          batch, jnp.int32(0), None)
     jax.block_until_ready(metrics["loss"])
-  return run
+
+  grad = jax.jit(jax.grad(lambda p: loss_fn(p, graphdef, None, batch)[0]))
+
+  def grads_only():  # the step less clipping and the optimizer: their share is the difference
+    jax.block_until_ready(grad(state["p"]))
+  return run, grads_only
 
 
 def peer(config, tokens):
@@ -86,7 +93,7 @@ def main(argv=None):
   config = config_lib.apply_overrides(config_lib.load(args.config), overrides)
   B, T, V = config.data.batch_size, config.data.seq_len, config.model.vocab_size
   tokens = np.random.RandomState(0).randint(0, V, (B, T + 1)).astype(np.int32)
-  fns = {"ours": ours(config, tokens)}
+  fns = dict(zip(("ours", "grads"), ours(config, tokens)))
   platform = jax.devices()[0].platform
   if platform == "cpu" and not args.no_peer:
     fns["torch"] = peer(config, tokens)
@@ -107,8 +114,13 @@ def main(argv=None):
         f"H={m.num_heads} K={m.num_kv_heads} F={m.mlp_dim} T={T} B={B} {m.dtype} on "
         f"{jax.devices()[0].device_kind}, median of {args.reps}")
   for k, s in med.items():
+    if k == "grads":
+      continue
     print(f"  {k:<6} {s * 1e3:8.1f} ms/step  {B * T / s:10,.0f} tokens/s"
           + (f"  MFU {step_flops / s / peak:.1%}" if k == "ours" else ""))
+  share = max(0.0, 1 - med["grads"] / med["ours"])
+  print(f"  optimizer ({config.optim.name}) + clipping: {share:.1%} of our step "
+        f"(gradients alone {med['grads'] * 1e3:.1f} ms)")
   if "torch" in med:
     print(f"  ours/torch throughput: {med['torch'] / med['ours']:.2f}x")
   return 0

@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   m.remat = "none"             # none | full | dots (rematerialization policy per block)
   m.layout_vjps = "auto"       # on | off | auto (= on for CPU only): XLA:CPU weight-grad layouts
   m.causal_chunks = 4          # reference attention: query chunks skipping the upper triangle
+  m.loss_chunks = 0            # > 0: head + loss fused over T/loss_chunks slices (no [B,T,V] logits)
   # Architecture switches (docs/RESEARCH.md "Recipe"); all off = plain Llama, exportable everywhere.
   m.qk_norm = False            # RMSNorm on queries and keys per head, before RoPE (Qwen3)
   m.mlp_act = "swiglu"         # swiglu (gated, 3 matrices) | relu2 (down(relu(up(x))^2), 2 matrices)

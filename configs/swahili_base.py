@@ -13,6 +13,15 @@ Shrunk for a laptop/CI smoke run: --config configs/swahili_base.py:runlocal
 Expected: 16,000 steps x 64 rows x 2048 tokens = 2.1B tokens (~21 tokens/parameter, Chinchilla);
   6N+12LHQT = 7.55e8 FLOPs/token -> 1.6e18 FLOPs; at 40% MFU a v4-8 (4 chips x 275 TFLOP/s) takes
   ~1.0 hour and a v5e-8 (8 chips x 197 TFLOP/s) ~0.7 hour; an H100 (989 TFLOP/s) ~1.1 hours.
+Recipe (docs/RESEARCH.md "Recipe"): Muon on the blocks' matrices, AdamW on the embedding, head
+  and norms. On sw-news at 2-core scale Muon reached tuned AdamW's loss with ~3x fewer tokens and
+  the embedding's own AdamW rate was worth as much again; the anchors at this model's scale
+  (modded-nanogpt, nanochat, Wen et al. 2025: ~1.4x at 0.1B) say the gain shrinks but stays. Rates
+  at d 768: Muon 0.02 (its update is shape-normalised, so the rate carries across width; the
+  common default, inside our flat 0.01-0.04 optimum); AdamW groups scaled from the d 256 optimum
+  by (768/256)^-0.5 as nanochat scales them: embedding 6e-3, untied head 2e-3 (not tuned: the
+  first accelerator sweep is `--grid optim.head_lr=1e-3,2e-3,4e-3`), norms 3e-4. The switches
+  stay off: none was resolved from noise at small scale, and qk_norm would lose the GGUF export.
 Data plan (swahili100 plan-data, docs/RESEARCH.md): FineWeb-2 swh_Latn alone (~3.3 GB, ~0.67B
   tokens at 4.93 bytes/token) at 2.1B tokens is 3.13 epochs, 2.00B effective tokens under
   Muennighoff et al. 2023 (R* = 15.4): inside the ~4 epochs that cost little.
@@ -44,7 +53,11 @@ def get_config(arg: str | None = None):
   c.data.worker_count = 0
   c.data.prefetch = 4
 
-  c.optim.lr = 3e-4
+  c.optim.name = "muon"        # Muon: q/k/v/o and MLP matrices; AdamW: embedding, head, norms
+  c.optim.muon_lr = 0.02
+  c.optim.embed_lr = 6e-3      # 0.01 at d 256 (ablation) x (768/256)^-0.5
+  c.optim.head_lr = 2e-3       # untested at this width; sweep it first (docstring)
+  c.optim.lr = 3e-4            # norm scales
   c.optim.schedule = "wsd"     # warmup-stable-decay: resumable and extendable
   c.optim.warmup_steps = 1000
   c.optim.decay_fraction = 0.2

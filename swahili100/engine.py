@@ -45,7 +45,7 @@ class Task:
   tokens_per_step, flops_per_step: for tokens/s and MFU (defaults: language-model training on
              config.data's batch of rows).
   resume_keys: config sections or keys whose change makes resuming the run a different run,
-             or its saved data position unreadable (Grain worker processes keep their own
+             or its saved optimizer state or data position unreadable (Grain worker processes keep their own
              state); refused. The resolved numerics switches of config.runtime always count.
   """
   name: str
@@ -56,7 +56,7 @@ class Task:
   evals: Sequence[Callable] = ()
   tokens_per_step: int | None = None
   flops_per_step: float | None = None
-  resume_keys: Sequence[str] = ("model", "data.worker_count")
+  resume_keys: Sequence[str] = ("model", "optim.name", "data.worker_count")
 
 
 def _resolved_model(config, mesh) -> model_lib.ModelConfig:

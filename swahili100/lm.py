@@ -39,13 +39,14 @@ def target_logp(logits_BTV, targets_BT):
 
 
 def lm_loss(params, graphdef, frozen, batch, *, z_loss: float = 0.0):
-  """Next-token cross-entropy summed over masked targets (+ z·logZ², PaLM's z-loss)."""
+  """Next-token cross-entropy summed over masked targets (+ z·logZ², PaLM's z-loss); the model's
+  head and the loss are fused when `config.model.loss_chunks` > 0 (model.nll_sums)."""
   del frozen
-  logp_BT, logz_BT = target_logp(logits(params, graphdef, batch), batch["targets"])
-  mask_BT = batch["mask"].astype(jnp.float32)
-  nll = -jnp.sum(logp_BT * mask_BT)
-  total = nll + z_loss * jnp.sum(logz_BT**2 * mask_BT) if z_loss else nll
-  return total, {"loss": nll, "weight": jnp.sum(mask_BT)}
+  m = nnx.merge(graphdef, params)
+  nll, zsq = m.nll_sums(batch["inputs"], batch["targets"], batch["mask"], batch["segment_ids"],
+                        batch["positions"], z_loss=z_loss)
+  total = nll + z_loss * zsq if z_loss else nll
+  return total, {"loss": nll, "weight": jnp.sum(batch["mask"].astype(jnp.float32))}
 
 
 def sequence_logprobs(params, graphdef, batch):

@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from swahili100 import attention as attention_lib
@@ -57,6 +58,7 @@ class ModelConfig:
   remat: str = "none"
   layout_vjps: str = "auto"   # on | off | auto (on for CPU only): the XLA:CPU weight-gradient VJPs
   causal_chunks: int = 4      # reference attention: query chunks that skip the upper triangle
+  loss_chunks: int = 0        # > 0: the training loss never holds [B, T, V] logits (see nll_sums)
   qk_norm: bool = False       # RMSNorm (scale [H]) on each query and key head before RoPE
   mlp_act: str = "swiglu"     # swiglu: down(silu(gate x) * up x) | relu2: down(relu(up x)^2)
   logit_softcap: float = 0.0  # logits -> cap * tanh(logits / cap); 0 = off
@@ -92,6 +94,9 @@ class ModelConfig:
     if c.logit_softcap < 0:
       raise config_lib.ConfigError(f"config.model.logit_softcap={c.logit_softcap}: expected 0 "
                                    "(off) or a positive cap such as 15 or 30")
+    if c.loss_chunks < 0:
+      raise config_lib.ConfigError(f"config.model.loss_chunks={c.loss_chunks} must be >= 0 "
+                                   "(0 = off)")
     if c.causal_chunks < 1:
       raise config_lib.ConfigError(f"config.model.causal_chunks={c.causal_chunks} must be >= 1 "
                                    "(1 = off)")
@@ -355,7 +360,10 @@ class Transformer(nnx.Module):
                                 dot_general=_dot_general(c), rngs=rngs)
 
   def _logits(self, h_BTD):
-    logits_BTV = self._raw_logits(self.final_norm(h_BTD))
+    return self._logits_from_normed(self.final_norm(h_BTD))
+
+  def _logits_from_normed(self, h_BTD):
+    logits_BTV = self._raw_logits(h_BTD)
     cap = self.config.logit_softcap
     return cap * jnp.tanh(logits_BTV / cap) if cap else logits_BTV
 
@@ -369,6 +377,9 @@ class Transformer(nnx.Module):
     return self.lm_head(h_BTD).astype(jnp.float32)
 
   def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None):
+    return self._logits(self._trunk(tokens_BT, segment_ids_BT, positions_BT))
+
+  def _trunk(self, tokens_BT, segment_ids_BT, positions_BT):
     B, T = tokens_BT.shape
     if positions_BT is None:
       positions_BT = segment_positions(segment_ids_BT, B, T)
@@ -379,7 +390,25 @@ class Transformer(nnx.Module):
       forward = nnx.remat(_block_forward, policy=REMAT_POLICIES[self.config.remat])
     for block in self.layers:
       x_BTD = forward(block, x_BTD, cos, sin, segment_ids_BT)
-    return self._logits(x_BTD)
+    return x_BTD
+
+  def nll_sums(self, tokens_BT, targets_BT, mask_BT, segment_ids_BT=None, positions_BT=None,
+               z_loss: float = 0.0):
+    """(sum of -log p(target), sum of log Z^2) over masked targets, as from `__call__`'s logits;
+    with `loss_chunks` > 0 the head and the loss run fused over T/loss_chunks-long slices of
+    the sequence, so neither pass holds the [B, T, V] logits (`fused_head_loss`)."""
+    h_BTD = self.final_norm(self._trunk(tokens_BT, segment_ids_BT, positions_BT))
+    c = self.config
+    tied = c.tie_embeddings
+    w = self.embed.embedding[...] if tied else self.lm_head.kernel[...]
+    if c.loss_chunks and h_BTD.shape[1] % c.loss_chunks == 0:
+      return fused_head_loss(h_BTD, w.astype(self.dtype), targets_BT, mask_BT, c.loss_chunks,
+                             tied, c.logit_softcap, bool(z_loss))
+    logits_BTV = self._logits_from_normed(h_BTD)
+    logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
+    tgt_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    m_BT = mask_BT.astype(jnp.float32)
+    return jnp.sum((logz_BT - tgt_BT) * m_BT), jnp.sum(logz_BT**2 * m_BT)
 
   def decode(self, tokens_BT, positions_BT, cache, valid_BS=None):
     """Runs T new tokens against the cache; returns (float32 logits_BTV, updated cache).
@@ -405,3 +434,99 @@ def init_cache(cfg: Any, batch: int, max_len: int, dtype=None) -> dict:
   layers = [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
             for _ in range(c.num_layers)]
   return {"layers": layers, "index": jnp.zeros((), jnp.int32)}
+
+
+# --- fused head + cross-entropy -----------------------------------------------------------------
+# The logits of a [B, T] batch are the largest tensor of a small-model step ([B, T, V] float32,
+# twice: forward and its gradient). `fused_head_loss` walks the sequence in C slices; for each it
+# forms that slice's logits, their softmax and the gradient of the loss with respect to them,
+# and folds that into dh (the slice's rows) and dW at once, so the backward pass only scales what
+# the forward left. Same math, same FLOPs as head + loss + their autodiff.
+
+
+def _slice_sums(h_BcD, w, tgt_Bc, m_Bc, tied, cap):
+  """Logits of one slice -> (nll sum, logZ^2 sum, d nll/d logits, d logZ^2/d logits), the
+  gradients already taken back through the soft-cap (with respect to the raw dot product)."""
+  if tied:
+    z_BcV = jnp.einsum("bcd,vd->bcv", h_BcD, w, preferred_element_type=jnp.float32)
+  else:
+    z_BcV = jnp.einsum("bcd,dv->bcv", h_BcD, w, preferred_element_type=jnp.float32)
+  if cap:
+    t_BcV = jnp.tanh(z_BcV / cap)
+    z_BcV = cap * t_BcV
+  logz_Bc = jax.nn.logsumexp(z_BcV, axis=-1)
+  p_BcV = jnp.exp(z_BcV - logz_Bc[..., None])
+  onehot_BcV = jax.nn.one_hot(tgt_Bc, z_BcV.shape[-1], dtype=jnp.float32)
+  tgt_z = jnp.sum(z_BcV * onehot_BcV, axis=-1)
+  m = m_Bc.astype(jnp.float32)
+  nll, zsq = jnp.sum((logz_Bc - tgt_z) * m), jnp.sum(logz_Bc**2 * m)
+  d_nll = (p_BcV - onehot_BcV) * m[..., None]
+  d_zsq = p_BcV * (2 * logz_Bc * m)[..., None]
+  if cap:
+    d_nll, d_zsq = d_nll * (1 - t_BcV**2), d_zsq * (1 - t_BcV**2)
+  return nll, zsq, d_nll, d_zsq
+
+
+def _slices(x_BT, C):
+  """[B, T, ...] -> [C, B, T/C, ...]: the scan runs over sequence slices, rows stay sharded."""
+  B, T = x_BT.shape[:2]
+  return jnp.moveaxis(x_BT.reshape(B, C, T // C, *x_BT.shape[2:]), 1, 0)
+
+
+def _fused_fwd_bwd(h_BTD, w, targets_BT, mask_BT, C, tied, cap, with_zsq):
+  """(nll, zsq) and their gradients with respect to h and w ([2, ...]: nll's, then zsq's, the
+  latter only `with_zsq`), slice by slice."""
+  k = 2 if with_zsq else 1
+
+  def body(carry, xs):
+    nll, zsq, dw_2 = carry
+    h, tgt, m = xs
+    n_, z_, d_nll, d_zsq = _slice_sums(h, w, tgt, m, tied, cap)
+    g_2BcV = jnp.stack([d_nll, d_zsq][:k]).astype(h.dtype)
+    if tied:
+      dh_2 = jnp.einsum("kbcv,vd->kbcd", g_2BcV, w)
+      dw_2 = dw_2 + jnp.einsum("kbcv,bcd->kvd", g_2BcV, h, preferred_element_type=jnp.float32)
+    else:
+      dh_2 = jnp.einsum("kbcv,dv->kbcd", g_2BcV, w)
+      dw_2 = dw_2 + jnp.einsum("bcd,kbcv->kdv", h, g_2BcV, preferred_element_type=jnp.float32)
+    return (nll + n_, zsq + z_, dw_2), dh_2
+
+  zero = (jnp.float32(0), jnp.float32(0), jnp.zeros((k, *w.shape), jnp.float32))
+  (nll, zsq, dw_2), dh_C2 = jax.lax.scan(
+      body, zero, (_slices(h_BTD, C), _slices(targets_BT, C), _slices(mask_BT, C)))
+  B, T, D = h_BTD.shape
+  dh_2BTD = jnp.moveaxis(dh_C2, 0, 2).reshape(k, B, T, D)
+  return nll, zsq, dh_2BTD, dw_2
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
+def fused_head_loss(h_BTD, w, targets_BT, mask_BT, C, tied, cap, with_zsq):
+  """(sum of -log p(target), sum of log Z^2) over masked targets of the logits h @ w (w: the
+  tied [V, D] embedding or the [D, V] head; soft-capped when cap > 0), in C sequence slices.
+  Without `with_zsq` the second output carries no gradient (the objective does not use it)."""
+  def body(carry, xs):
+    h, tgt, m = xs
+    n_, z_, _, _ = _slice_sums(h, w, tgt, m, tied, cap)
+    return (carry[0] + n_, carry[1] + z_), None
+
+  (nll, zsq), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)),
+                               (_slices(h_BTD, C), _slices(targets_BT, C),
+                                _slices(mask_BT, C)))
+  return nll, zsq
+
+
+def _fused_fwd(h_BTD, w, targets_BT, mask_BT, C, tied, cap, with_zsq):
+  nll, zsq, dh_2, dw_2 = _fused_fwd_bwd(h_BTD, w, targets_BT, mask_BT, C, tied, cap, with_zsq)
+  return (nll, zsq), (dh_2, dw_2, targets_BT, mask_BT)
+
+
+def _fused_bwd(C, tied, cap, with_zsq, res, g):
+  dh_2, dw_2, targets_BT, mask_BT = res
+  g_2 = jnp.stack(g[:dh_2.shape[0]]).astype(jnp.float32)
+  dh = jnp.einsum("k,k...->...", g_2, dh_2.astype(jnp.float32)).astype(dh_2.dtype)
+  dw = jnp.einsum("k,k...->...", g_2, dw_2).astype(dh_2.dtype)  # w is in h's compute dtype
+  return (dh, dw, np.zeros(targets_BT.shape, jax.dtypes.float0),
+          np.zeros(mask_BT.shape, jax.dtypes.float0))
+
+
+fused_head_loss.defvjp(_fused_fwd, _fused_bwd)

@@ -2,7 +2,9 @@
 
     tx, lr_fn = make(config.optim, config.train.num_steps)
 
-`optim.name = adamw`: one AdamW over every parameter (weight decay on matrices only).
+`optim.name = adamw`: AdamW over every parameter (weight decay on matrices only); the embedding
+and an untied head take `optim.embed_lr` / `optim.head_lr` when set (a plain single AdamW, whose
+state older checkpoints hold, when neither is).
 `optim.name = muon`: parameters are split into groups by `groups` (nanochat's split):
     hidden   the blocks' 2-D projections (attention q/k/v/o, MLP)  -> optax.contrib.muon
     embed    the input embedding (and the head, when tied)          -> AdamW at optim.embed_lr
@@ -77,16 +79,19 @@ def make(o, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedul
   name = o.get("name", "adamw")
   lr = schedule(o, num_steps)
   clip = optax.clip_by_global_norm(o.grad_clip)
-  if name == "adamw":
-    return optax.chain(clip, _adamw(o, lr)), lr
-  embed_lr = o.embed_lr or o.lr
-  head_lr = o.head_lr or o.lr
-  muon_lr = schedule(o, num_steps, o.muon_lr)
+  embed_lr = o.get("embed_lr") or o.lr
+  head_lr = o.get("head_lr") or o.lr
   transforms = {
-      "hidden": contrib.muon(muon_lr, beta=o.muon_momentum, weight_decay=o.muon_weight_decay,
-                             nesterov=True),
       "embed": _adamw(o, schedule(o, num_steps, embed_lr)),
       "head": _adamw(o, schedule(o, num_steps, head_lr)),
       "other": _adamw(o, lr),
   }
+  if name == "adamw":
+    if embed_lr == head_lr == o.lr:
+      return optax.chain(clip, _adamw(o, lr)), lr
+    transforms["hidden"] = transforms["other"]
+    return optax.chain(clip, optax.partition(transforms, groups)), lr
+  muon_lr = schedule(o, num_steps, o.muon_lr)
+  transforms["hidden"] = contrib.muon(muon_lr, beta=o.muon_momentum,
+                                      weight_decay=o.muon_weight_decay, nesterov=True)
   return optax.chain(clip, optax.partition(transforms, groups)), muon_lr

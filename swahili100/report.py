@@ -181,9 +181,27 @@ def _tokens(train: list[dict], steps) -> np.ndarray:
   return np.interp(steps, s, t)
 
 
+def train_seconds(train: list[dict], steps) -> np.ndarray:
+  """Training wall seconds at `steps`: compilation plus each logged interval's tokens over its
+  logged throughput (evaluation passes excluded), interpolated between logged steps."""
+  known = [(0, 0.0, 0.0)]
+  for r in train:
+    if not all(metrics.finite(r.get(k)) for k in ("step", "tokens_seen", "tokens_per_s")):
+      continue
+    s0, t0, sec = known[-1]
+    if len(known) == 1:
+      sec += r.get("compile_s") or 0.0
+    known.append((r["step"], r["tokens_seen"], sec + (r["tokens_seen"] - t0) / r["tokens_per_s"]))
+  if len(known) == 1:
+    return np.full(len(steps), np.nan)
+  s, _, secs = zip(*known)
+  return np.interp(steps, s, secs)
+
+
 def plot_curves(runs: dict[str, list[dict]]):
-  """Train loss and eval bits-per-byte against tokens seen, one line per run."""
-  fig, (ax_loss, ax_bpb) = _figure(2)
+  """Train loss and eval bits-per-byte against tokens seen, and bits-per-byte against training
+  wall seconds (equal compute on one machine), one line per run."""
+  fig, (ax_loss, ax_bpb, ax_wall) = _figure(3, width=5.0)
   col = colours(list(runs))
   for name, rows in runs.items():
     train, evals = metrics.train_rows(rows), metrics.eval_rows(rows)
@@ -195,9 +213,14 @@ def plot_curves(runs: dict[str, list[dict]]):
       x = [r["tokens_seen"] if metrics.finite(r.get("tokens_seen")) else t for r, t in
            zip(evals, _tokens(train, [r["step"] for r in evals]))]
       ax_bpb.plot(x, [r["eval_bpb"] for r in evals], "o-", color=col[name], label=name)
+      secs = train_seconds(train, [r["step"] for r in evals])
+      if np.isfinite(secs).all():
+        ax_wall.plot(secs, [r["eval_bpb"] for r in evals], "o-", color=col[name], label=name)
   for ax, title, ylabel in ((ax_loss, "training loss", "loss (nats/token)"),
-                            (ax_bpb, "validation bits per byte", "bits/byte")):
-    ax.set(title=title, xlabel="tokens seen", ylabel=ylabel)
+                            (ax_bpb, "validation bits per byte", "bits/byte"),
+                            (ax_wall, "bits per byte at equal wall time", "bits/byte")):
+    ax.set(title=title, xlabel="training seconds" if ax is ax_wall else "tokens seen",
+           ylabel=ylabel)
     _eng(ax)
     ax.grid(alpha=0.3)
     if ax.lines:

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+import optax
 from optax import contrib
 
 from configs import debug
@@ -27,7 +28,7 @@ MUON = {"optim.name": "muon", "optim.muon_lr": 0.02, "optim.lr": 3e-3, "optim.em
 
 def _optim_cfg(**kw):
   o = debug.get_config().optim
-  o.update(name="muon", warmup_steps=1, grad_clip=1e9, **kw)
+  o.update({"name": "muon", "warmup_steps": 1, "grad_clip": 1e9, **kw})
   return o
 
 
@@ -124,6 +125,13 @@ def test_muon_trains_and_is_recorded(muon12):
   assert saved["optim"]["name"] == "muon" and saved["optim"]["muon_lr"] == 0.02
 
 
+def test_resuming_with_the_other_optimizer_is_refused(tiny_records, muon12, capsys):
+  flags = tiny_flags(*tiny_records, **{"train.num_steps": 14})  # adamw, the default
+  assert train.main(["--config", str(REPO / "configs" / "debug.py"), "--workdir",
+                     muon12["muon"], *flags]) == 2
+  assert "optim.name: saved 'muon', now 'adamw'" in capsys.readouterr().err
+
+
 def test_muon_grad_accumulation_equals_one_batch(tiny_records, muon12, tmp_path):
   config = tiny_config(*tiny_records, **{"train.num_steps": 12, "train.checkpoint_every": 6,
                                          "optim.grad_accum": 4, **MUON})
@@ -181,3 +189,27 @@ def test_muon_resume_after_a_signal_is_bit_exact(tiny_records, muon200, tmp_path
   assert "resumed from" in done.stdout
   got = _losses(workdir)
   assert max(got) == 200 and [got[s] for s in sorted(got)] == [muon200[s] for s in sorted(got)]
+
+
+def test_adamw_takes_the_embedding_and_head_lrs_and_is_unchanged_without_them():
+  params = _params()
+  grads = jax.tree.map(lambda p: jax.random.normal(jax.random.key(p.size), p.shape), params)
+  plain = _optim_cfg(name="adamw", lr=3e-3, weight_decay=0.0)
+  split = _optim_cfg(name="adamw", lr=3e-3, weight_decay=0.0, embed_lr=0.01, head_lr=0.002)
+  out = {}
+  for tag, o in (("plain", plain), ("split", split)):
+    tx, _ = optim.make(o, 10)
+    state = tx.init(params)
+    _, state = tx.update(grads, state, params)
+    out[tag] = _flat(tx.update(grads, state, params)[0])
+  g = _flat(grads)
+  for key, lr in (("embed/embedding", 0.01), ("lm_head/kernel", 0.002),
+                  ("layers/0/attn/q_proj/kernel", 3e-3)):
+    np.testing.assert_allclose(np.asarray(out["split"][key]),
+                               -lr * np.sign(np.asarray(g[key])), rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(out["plain"][key]),
+                               -3e-3 * np.sign(np.asarray(g[key])), rtol=1e-3)
+  # no per-group lr: one plain AdamW, the optimizer state every earlier checkpoint holds
+  assert jax.tree.structure(optim.make(plain, 10)[0].init(params)) == jax.tree.structure(
+      optax.chain(optax.clip_by_global_norm(1.0),
+                  optax.adamw(lambda _: 1e-3, mask=optim.decay_mask)).init(params))

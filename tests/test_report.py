@@ -165,3 +165,10 @@ def test_page_renders_in_headless_chromium(study, tmp_path):
   assert (pixels.min(axis=-1) < 200).mean() > 0.02  # text, tables and plots, not a blank page
   blue = np.abs(pixels - [31, 119, 180]).sum(axis=-1) < 30  # tab:blue, the first run's line
   assert blue.sum() > 500
+
+
+def test_train_seconds_add_compilation_and_each_interval_at_its_throughput():
+  train = [{"step": 10, "tokens_seen": 1000, "tokens_per_s": 100.0, "compile_s": 5.0, "loss": 1},
+           {"step": 20, "tokens_seen": 2000, "tokens_per_s": 50.0, "loss": 1}]
+  np.testing.assert_allclose(report.train_seconds(train, [10, 15, 20]), [15.0, 25.0, 35.0])
+  assert np.isnan(report.train_seconds([{"step": 1, "loss": 1}], [1])).all()

@@ -119,3 +119,34 @@ def test_export_refuses_by_name():
   assert all(not hf.unsupported(plain, f) for f in export_main.FORMATS)
   with pytest.raises(ValueError, match="mlp_act"):
     hf.llama_config(model_lib.ModelConfig.from_any(small_config(mlp_act="relu2")))
+
+
+@pytest.mark.parametrize("tie,cap,z_loss", [(True, 0.0, 0.0), (False, 0.0, 1e-4),
+                                            (True, 5.0, 1e-3)])
+def test_fused_head_loss_equals_logits_then_loss(tie, cap, z_loss):
+  """model.loss_chunks > 0 gives the loss and every gradient of the plain path (logits, then
+  log-softmax), tied or not, soft-capped or not, with the z-loss."""
+  from swahili100 import lm
+  rng = np.random.RandomState(0)
+  B, T = 3, 16
+  batch = {"inputs": jnp.asarray(rng.randint(0, 97, (B, T))),
+           "targets": jnp.asarray(rng.randint(0, 97, (B, T))),
+           "segment_ids": jnp.ones((B, T), jnp.int32),
+           "positions": jnp.broadcast_to(jnp.arange(T), (B, T)),
+           "mask": jnp.asarray(rng.randint(0, 2, (B, T)))}
+  out = {}
+  for chunks in (0, 4):
+    m = make(tie_embeddings=tie, logit_softcap=cap, loss_chunks=chunks)
+    graphdef, params = nnx.split(m, nnx.Param)
+    loss_fn = lambda p: lm.lm_loss(p, graphdef, None, batch, z_loss=z_loss)  # noqa: E731
+    (total, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    out[chunks] = (float(total), float(sums["loss"]), flat_params_of(grads))
+  assert out[4][0] == pytest.approx(out[0][0], rel=1e-6)
+  assert out[4][1] == pytest.approx(out[0][1], rel=1e-6)
+  for k, g in out[0][2].items():
+    np.testing.assert_allclose(out[4][2][k], g, rtol=1e-4, atol=2e-5, err_msg=k)
+
+
+def flat_params_of(tree):
+  return {jax.tree_util.keystr(k): np.asarray(v)
+          for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}

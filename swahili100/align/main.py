@@ -25,7 +25,7 @@ from swahili100.align import data as align_data
 
 SAMPLES = os.path.dirname(__file__)
 # an existing workdir holding another recipe is refused, not resumed
-RESUME_KEYS = ("model", "align", "optim.lr", "data.worker_count")
+RESUME_KEYS = ("model", "align", "optim.lr", "optim.name", "data.worker_count")
 
 
 def config_for(args, overrides: list[str]):
