@@ -399,9 +399,9 @@ class Transformer(nnx.Module):
     the sequence, so neither pass holds the [B, T, V] logits (`fused_head_loss`)."""
     h_BTD = self.final_norm(self._trunk(tokens_BT, segment_ids_BT, positions_BT))
     c = self.config
-    tied = c.tie_embeddings
-    w = self.embed.embedding[...] if tied else self.lm_head.kernel[...]
     if c.loss_chunks and h_BTD.shape[1] % c.loss_chunks == 0:
+      tied = c.tie_embeddings
+      w = self.embed.embedding[...] if tied else self.lm_head.kernel[...]
       return fused_head_loss(h_BTD, w.astype(self.dtype), targets_BT, mask_BT, c.loss_chunks,
                              tied, c.logit_softcap, bool(z_loss))
     logits_BTV = self._logits_from_normed(h_BTD)

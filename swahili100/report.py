@@ -186,7 +186,8 @@ def train_seconds(train: list[dict], steps) -> np.ndarray:
   logged throughput (evaluation passes excluded), interpolated between logged steps."""
   known = [(0, 0.0, 0.0)]
   for r in train:
-    if not all(metrics.finite(r.get(k)) for k in ("step", "tokens_seen", "tokens_per_s")):
+    if not all(metrics.finite(r.get(k)) for k in ("step", "tokens_seen", "tokens_per_s")) or \
+        r["tokens_per_s"] <= 0:  # a row without a measured interval
       continue
     s0, t0, sec = known[-1]
     if len(known) == 1:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ from swahili100 import optim, train
 from swahili100 import model as model_lib
 
 from conftest import REPO, tiny_config, tiny_flags
+from tests.test_train import _wait_for
 
 MUON = {"optim.name": "muon", "optim.muon_lr": 0.02, "optim.lr": 3e-3, "optim.embed_lr": 0.01,
         "optim.head_lr": 0.002}
@@ -138,17 +138,6 @@ def test_muon_grad_accumulation_equals_one_batch(tiny_records, muon12, tmp_path)
   assert train.run(config, str(tmp_path / "accum")) == 0
   want, got = _losses(muon12["muon"]), _losses(str(tmp_path / "accum"))
   assert got == pytest.approx(want, abs=1e-5)
-
-
-def _wait_for(cond, proc, timeout=300):
-  t0 = time.time()
-  while time.time() - t0 < timeout:
-    if cond():
-      return True
-    if proc.poll() is not None:
-      return False
-    time.sleep(0.05)
-  return False
 
 
 def _train_cmd(records, workdir):
