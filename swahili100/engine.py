@@ -45,8 +45,8 @@ class Task:
   tokens_per_step, flops_per_step: for tokens/s and MFU (defaults: language-model training on
              config.data's batch of rows).
   resume_keys: config sections or keys whose change makes resuming the run a different run,
-             or its saved optimizer state or data position unreadable (Grain worker processes keep their own
-             state); refused. The resolved numerics switches of config.runtime always count.
+             or its saved optimizer state or data position unreadable (Grain worker processes
+             keep their own state); refused. The resolved numerics switches of config.runtime always count.
   """
   name: str
   loss_fn: Callable
