@@ -40,13 +40,19 @@ def target_logp(logits_BTV, targets_BT):
 
 def lm_loss(params, graphdef, frozen, batch, *, z_loss: float = 0.0):
   """Next-token cross-entropy summed over masked targets (+ z·logZ², PaLM's z-loss); the model's
-  head and the loss are fused when `config.model.loss_chunks` > 0 (model.nll_sums)."""
+  head and the loss are fused when `config.model.loss_chunks` > 0 (model.fused_nll_sums)."""
   del frozen
   m = nnx.merge(graphdef, params)
-  nll, zsq = m.nll_sums(batch["inputs"], batch["targets"], batch["mask"], batch["segment_ids"],
-                        batch["positions"], z_loss=z_loss)
+  mask_BT = batch["mask"].astype(jnp.float32)
+  if m.fuses_loss(batch["inputs"].shape[1]):
+    nll, zsq = m.fused_nll_sums(batch["inputs"], batch["targets"], batch["mask"],
+                                batch["segment_ids"], batch["positions"], z_loss=z_loss)
+  else:
+    logits_BTV = m(batch["inputs"], batch["segment_ids"], batch["positions"])
+    logp_BT, logz_BT = target_logp(logits_BTV, batch["targets"])
+    nll, zsq = -jnp.sum(logp_BT * mask_BT), jnp.sum(logz_BT**2 * mask_BT)
   total = nll + z_loss * zsq if z_loss else nll
-  return total, {"loss": nll, "weight": jnp.sum(batch["mask"].astype(jnp.float32))}
+  return total, {"loss": nll, "weight": jnp.sum(mask_BT)}
 
 
 def sequence_logprobs(params, graphdef, batch):

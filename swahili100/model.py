@@ -58,7 +58,7 @@ class ModelConfig:
   remat: str = "none"
   layout_vjps: str = "auto"   # on | off | auto (on for CPU only): the XLA:CPU weight-gradient VJPs
   causal_chunks: int = 4      # reference attention: query chunks that skip the upper triangle
-  loss_chunks: int = 0        # > 0: the training loss never holds [B, T, V] logits (see nll_sums)
+  loss_chunks: int = 0        # > 0: the training loss never holds [B, T, V] logits (see fused_nll_sums)
   qk_norm: bool = False       # RMSNorm (scale [H]) on each query and key head before RoPE
   mlp_act: str = "swiglu"     # swiglu: down(silu(gate x) * up x) | relu2: down(relu(up x)^2)
   logit_softcap: float = 0.0  # logits -> cap * tanh(logits / cap); 0 = off
@@ -360,10 +360,7 @@ class Transformer(nnx.Module):
                                 dot_general=_dot_general(c), rngs=rngs)
 
   def _logits(self, h_BTD):
-    return self._logits_from_normed(self.final_norm(h_BTD))
-
-  def _logits_from_normed(self, h_BTD):
-    logits_BTV = self._raw_logits(h_BTD)
+    logits_BTV = self._raw_logits(self.final_norm(h_BTD))
     cap = self.config.logit_softcap
     return cap * jnp.tanh(logits_BTV / cap) if cap else logits_BTV
 
@@ -392,23 +389,19 @@ class Transformer(nnx.Module):
       x_BTD = forward(block, x_BTD, cos, sin, segment_ids_BT)
     return x_BTD
 
-  def nll_sums(self, tokens_BT, targets_BT, mask_BT, segment_ids_BT=None, positions_BT=None,
-               z_loss: float = 0.0):
-    """(sum of -log p(target), sum of log Z^2) over masked targets, as from `__call__`'s logits;
-    with `loss_chunks` > 0 the head and the loss run fused over T/loss_chunks-long slices of
-    the sequence, so neither pass holds the [B, T, V] logits (`fused_head_loss`)."""
+  def fused_nll_sums(self, tokens_BT, targets_BT, mask_BT, segment_ids_BT=None,
+                     positions_BT=None, z_loss: float = 0.0):
+    """(sum of -log p(target), sum of log Z^2) over masked targets with the head and the loss
+    fused over `loss_chunks` slices of the sequence (`fused_head_loss`): neither pass holds the
+    [B, T, V] logits. Needs loss_chunks > 0 dividing T (`fuses_loss`)."""
     h_BTD = self.final_norm(self._trunk(tokens_BT, segment_ids_BT, positions_BT))
     c = self.config
-    if c.loss_chunks and h_BTD.shape[1] % c.loss_chunks == 0:
-      tied = c.tie_embeddings
-      w = self.embed.embedding[...] if tied else self.lm_head.kernel[...]
-      return fused_head_loss(h_BTD, w.astype(self.dtype), targets_BT, mask_BT, c.loss_chunks,
-                             tied, c.logit_softcap, bool(z_loss))
-    logits_BTV = self._logits_from_normed(h_BTD)
-    logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
-    tgt_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
-    m_BT = mask_BT.astype(jnp.float32)
-    return jnp.sum((logz_BT - tgt_BT) * m_BT), jnp.sum(logz_BT**2 * m_BT)
+    w = self.embed.embedding[...] if c.tie_embeddings else self.lm_head.kernel[...]
+    return fused_head_loss(h_BTD, w.astype(self.dtype), targets_BT, mask_BT, c.loss_chunks,
+                           c.tie_embeddings, c.logit_softcap, bool(z_loss))
+
+  def fuses_loss(self, T: int) -> bool:
+    return bool(self.config.loss_chunks) and T % self.config.loss_chunks == 0
 
   def decode(self, tokens_BT, positions_BT, cache, valid_BS=None):
     """Runs T new tokens against the cache; returns (float32 logits_BTV, updated cache).
