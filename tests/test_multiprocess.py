@@ -146,7 +146,9 @@ def test_two_process_resume_is_bit_exact_and_another_process_count_is_refused(tw
 
 def test_sigterm_to_one_process_stops_all_at_one_step_and_resumes_identically(tiny_records,
                                                                               tmp_path):
-  o = _overrides(tiny_records, **{"train.num_steps": 30, "train.checkpoint_every": 1000})
+  # 60 steps: JAX's preemption sync point can land some steps after the signal on a loaded machine.
+  steps = 60
+  o = _overrides(tiny_records, **{"train.num_steps": steps, "train.checkpoint_every": 1000})
   ref = _run(tmp_path / "ref", o, 2, 2)
   cut = Job(tmp_path / "cut", o, 2, 2)
   try:
@@ -164,11 +166,12 @@ def test_sigterm_to_one_process_stops_all_at_one_step_and_resumes_identically(ti
     cut.kill()
   assert rcs == [0, 0], [cut.output(i)[-1500:] for i in range(2)]
   saved = sorted(int(d) for d in os.listdir(tmp_path / "cut" / "checkpoints") if d.isdigit())
-  assert len(saved) == 1 and 10 <= saved[0] < 30
+  assert len(saved) == 1 and 10 <= saved[0] < steps
   assert f"preemption: saved {cut.workdir}/checkpoints/{saved[0]}" in cut.output(0)
   _run(tmp_path / "cut", o, 2, 2)
   want, got = _losses(ref.workdir), _losses(cut.workdir)
-  assert [got[s] for s in range(saved[0] + 1, 31)] == [want[s] for s in range(saved[0] + 1, 31)]
+  assert [got[s] for s in range(saved[0] + 1, steps + 1)] == [
+      want[s] for s in range(saved[0] + 1, steps + 1)]
 
 
 def test_sigkill_of_one_process_ends_the_others_and_the_rerun_resumes(tiny_records, tmp_path):

@@ -38,8 +38,10 @@ def run_processes(n: int, extra: list[str], workdir) -> list[tuple[int, dict, st
     results = []
     for p in procs:
       out, err = p.communicate(timeout=WAIT_S)
-      lines = [ln for ln in out.splitlines() if ln.startswith("{")]  # gloo chats on stdout too
-      results.append((p.returncode, json.loads(lines[-1]) if lines else {}, err))
+      # gloo chats on stdout too, and may write into the verdict's line: find the verdict itself.
+      verdicts = [json.JSONDecoder().raw_decode(ln[ln.index('{"preflight"'):])[0]
+                  for ln in out.splitlines() if '{"preflight"' in ln]
+      results.append((p.returncode, verdicts[-1] if verdicts else {}, err + out))
     return results
   finally:
     for p in procs:
