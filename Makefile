@@ -11,13 +11,15 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
 
 # torch first and pinned: a bare `torch` requirement elsewhere would pull GBs of CUDA wheels.
-# Chromium (Debian's package) lets the report test look at the page; without it that test skips.
+# Debian's Chromium lets the report test look at the page, Debian's redis-server is the real
+# server of the Redis dedup index tests; without them those tests skip.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[tpu,data,export,eval,viz,dev]'
-	command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
-	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
-	  echo "note: chromium not installed; the report's browser check will skip"
+	command -v chromium >/dev/null && command -v redis-server >/dev/null || \
+	  { command -v apt-get >/dev/null && (apt-get update -qq && \
+	    apt-get install -y -qq chromium redis-server) >/dev/null 2>&1; } || \
+	  echo "note: chromium or redis-server not installed; the browser and Redis tests will skip"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -2,24 +2,25 @@
 
   swahili100 dedup --input data/cleaned --output data/deduped --threshold 0.8 --workers 2
   swahili100 dedup ... --index data/dedup-index           # persistent index across runs (folder)
-  swahili100 dedup ... --index redis://localhost:6379/0   # ... or datasketch's Redis storage
+  swahili100 dedup ... --index redis://host:6379/0        # ... or in a Redis server
+  swahili100 dedup ... --num-processes 4 --process-id K   # on machine K of 4, one shared --output
 
-Pass 1 (`shards.run_units` over shards in worker processes, resumable: one
+Pass 1 (`shards.run_units` over this process's share of the shards, resumable: one
 `.dedup/signatures/<shard>.npz` and marker per shard, deleted once the decisions are final): per
 document a 16-byte exact key (blake2b of the lower-cased, whitespace-collapsed text) and a MinHash
 signature of its word `shingle`-grams, computed in batches with numpy using datasketch's own
 "affine32" permutations and fmix pre-mix, so the values equal
-`datasketch.MinHash(scheme="affine32").update_batch(...)` on the same shingle hashes and feed
-`MinHashLSH` as `LeanMinHash` objects.
-Pass 2 (main process, input order, each shard as soon as its signatures and those of the shards
-before it are in): exact duplicates of an earlier document are dropped
-(`exact_duplicate`); otherwise the LSH is queried, candidates are verified with the signature
-Jaccard estimate >= threshold, and a match drops the document (`near_duplicate`) in favour of
-the earliest survivor. Only survivors enter the index, so each cluster is a star around its
-first document in input order. With `--index`, survivors of earlier runs are candidates too
-(verified with their stored signatures); a match is dropped with `duplicate_of` = the earlier
-id. Pass 3 (shard runner): survivors are written with
-`dup_cluster_size` (for later upsampling); removed documents record `duplicate_of` and `jaccard`.
+`datasketch.MinHash(scheme="affine32").update_batch(...)` on the same shingle hashes.
+Pass 2 (process 0, once every share's signatures are in; `dedup_index`, bounded memory): in input
+order, an exact duplicate of an earlier survivor is dropped (`exact_duplicate`), else a document
+whose LSH candidates include a survivor with signature Jaccard >= threshold is dropped
+(`near_duplicate`, of the earliest), else it survives. Only survivors are candidates, so each
+cluster is a star around its first document. With `--index`, earlier runs' survivors are
+candidates too (ranked after this run's, by id; a match is counted in
+`near_duplicates_of_earlier_runs`), and this run's survivors are added once decided.
+Pass 3 (shard runner, each process its share; process 0 writes stats.json): survivors are written
+with `dup_cluster_size` (for later upsampling); removed documents record `duplicate_of` and
+`jaccard`.
 """
 
 from __future__ import annotations
@@ -28,14 +29,16 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
-from data_pipeline import shards
+from data_pipeline import dedup_index, shards
 
 _SHINGLE_MUL = np.uint32(0x9E3779B1)
 _BATCH_CHARS = 1 << 20   # a signature batch ends at `batch` docs or 1M characters (bounded memory)
@@ -184,31 +187,18 @@ def _signature_unit(args) -> dict:
   """Pass 1 unit: one shard's ids, exact keys and signatures -> `<folder>/<shard>.npz`."""
   *shard_args, folder, key = args
   name, ids, keys, sig = _shard_signatures(tuple(shard_args))
-  enc = [i.encode("utf-8", "surrogatepass") for i in ids]   # ids exactly, any characters
-  f = folder / (name + ".npz")
-  f.parent.mkdir(parents=True, exist_ok=True)
-  tmp = f.with_name(f.name + ".tmp")
-  with open(tmp, "wb") as fh:
-    np.savez(fh, ids=np.frombuffer(b"".join(enc), np.uint8),
-             id_bytes=np.array([len(e) for e in enc], np.int64),
-             keys=np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 16), sigs=sig)
-  os.replace(tmp, f)
+  dedup_index.write_source(folder / (name + ".npz"), ids,
+                           np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 16), sig)
   return {"docs": len(ids), "run_key": key}
 
 
-def _load_signatures(path: Path) -> tuple[list[str], list[bytes], np.ndarray]:
-  with np.load(path) as z:
-    blob, ends = z["ids"].tobytes(), np.cumsum(z["id_bytes"]).tolist()
-    ids = [blob[a:b].decode("utf-8", "surrogatepass") for a, b in zip([0] + ends[:-1], ends)]
-    return ids, [k.tobytes() for k in z["keys"]], z["sigs"]
-
-
 class LocalIndex:
-  """Persistent index in a folder: one `runs/<run key>.npz` (survivor ids + signatures) per run.
+  """Persistent index in a folder: `runs/<run key>.<shard number>.npz` (survivor ids, keys and
+  signatures) per run and shard.
 
-  A run loads every other run's file into its in-memory LSH, so new data dedups against earlier
-  runs; its own file (same input and config -> same run key) is ignored, so a run killed after
-  writing it and rerun decides exactly as an uninterrupted run.
+  A run reads every other run's files as earlier documents, so new data dedups against earlier
+  runs; its own files (same input and config -> same run key) are ignored, so a run killed after
+  writing them and rerun decides exactly as an uninterrupted run.
   """
 
   def __init__(self, path: str, conf: dict, run_key: str):
@@ -222,44 +212,91 @@ class LocalIndex:
     else:
       shards.write_json(meta, conf)
 
-  def earlier(self):
-    for f in sorted((self.root / "runs").glob("*.npz")):
-      if f.stem != self.run_key:
-        z = np.load(f)
-        yield list(z["ids"]), z["sigs"]
+  def earlier(self, spool: Path) -> list[Path]:
+    del spool   # read in place
+    return [f for f in sorted((self.root / "runs").glob("*.npz"))
+            if f.name.split(".")[0] != self.run_key]
 
-  def add(self, ids: list[str], sigs: np.ndarray) -> None:
-    f = self.root / "runs" / f"{self.run_key}.npz"
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f.stem + ".tmp.npz")
-    np.savez(tmp, ids=np.array(ids, dtype=str), sigs=sigs)
-    os.replace(tmp, f)
+  def add(self, k: int, ids: list[str], keys: np.ndarray, sigs: np.ndarray) -> None:
+    dedup_index.write_source(self.root / "runs" / f"{self.run_key}.{k:05d}.npz", ids, keys, sigs)
+
+
+class IndexUnavailable(RuntimeError):
+  """The Redis index stopped answering; nothing of this run was marked finished."""
 
 
 class RedisIndex:
-  """datasketch's Redis storage for the LSH, plus a Redis hash id -> signature for verification."""
+  """Earlier runs' survivors in Redis, for machines without a shared folder: a hash id ->
+  signature and a hash id -> run key (a run ignores its own entries, as the folder index does)."""
 
-  def __init__(self, url: str, threshold: float, num_perm: int, conf: dict):
-    from urllib.parse import urlparse
-    from datasketch import MinHashLSH
+  SPOOL_DOCS = 1 << 16   # earlier documents per spooled file (bounded memory)
+
+  def __init__(self, url: str, conf: dict, run_key: str):
+    import redis   # noqa: PLC0415  (optional: only for redis:// indexes)
     u = urlparse(url)
-    self.basename = f"swahili100-dedup-{conf['shingle']}-{num_perm}-{threshold}"
-    rc = {"host": u.hostname or "localhost", "port": u.port or 6379,
-          "db": int((u.path or "/0").strip("/") or 0)}
-    self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, storage_config={
-        "type": "redis", "basename": self.basename.encode(), "redis": rc})
-    import redis
-    self.r = redis.Redis(**rc)
-    self.sig_key = self.basename + ":sig"
+    self.url, self.run_key, self.errors = url, run_key, redis.exceptions.RedisError
+    self.r = redis.Redis(host=u.hostname or "localhost", port=u.port or 6379,
+                         db=int((u.path or "/0").strip("/") or 0), socket_timeout=30,
+                         socket_connect_timeout=10)
+    base = "swahili100-dedup:" + ":".join(str(conf[k]) for k in sorted(conf))
+    self.sig_key, self.run_hash = base + ":sig", base + ":run"
 
-  def signature(self, key: str) -> np.ndarray | None:
-    b = self.r.hget(self.sig_key, key)
-    return None if b is None else np.frombuffer(b, dtype=np.uint32)
+  def _call(self, fn, *args):
+    try:
+      return fn(*args)
+    except self.errors as e:
+      raise IndexUnavailable(f"the Redis index {self.url} stopped answering ({e})") from e
 
-  def insert(self, key: str, m, sig: np.ndarray) -> None:
-    self.r.hset(self.sig_key, key, sig.astype(np.uint32).tobytes())
-    if key not in self.lsh:
-      self.lsh.insert(key, m, check_duplication=False)
+  def earlier(self, spool: Path) -> list[Path]:
+    """Spools the other runs' survivors to local files (one scan of the server)."""
+    files, ids, sigs = [], [], []
+
+    def flush():
+      f = spool / f"redis-{len(files):05d}.npz"
+      dedup_index.write_source(f, ids, np.zeros((len(ids), 16), np.uint8), np.stack(sigs))
+      files.append(f)
+      ids.clear(), sigs.clear()
+
+    try:
+      for key, sig in self.r.hscan_iter(self.sig_key, count=1000):
+        ids.append(key.decode("utf-8", "surrogatepass"))
+        sigs.append(np.frombuffer(sig, np.uint32))
+        if len(ids) >= self.SPOOL_DOCS:
+          flush()
+    except self.errors as e:
+      raise IndexUnavailable(f"the Redis index {self.url} stopped answering ({e})") from e
+    if ids:
+      flush()
+    runs = [self._call(self.r.hmget, self.run_hash, dedup_index.read_source(f)[0]) for f in files]
+    return [f for f, rk in zip(files, runs) if self._keep(f, rk)]
+
+  def _keep(self, f: Path, runs: list) -> bool:
+    """Drops this run's own entries from a spooled file; False if none is left."""
+    ids, keys, sigs = dedup_index.read_source(f)
+    other = [r is None or r.decode() != self.run_key for r in runs]
+    if all(other):
+      return True
+    if not any(other):
+      return False
+    dedup_index.write_source(f, [i for i, o in zip(ids, other) if o], keys[other], sigs[other])
+    return True
+
+  def add(self, k: int, ids: list[str], keys: np.ndarray, sigs: np.ndarray) -> None:
+    del k, keys
+    pipe = self.r.pipeline(transaction=False)
+    for doc_id, sig in zip(ids, sigs):
+      key = doc_id.encode("utf-8", "surrogatepass")
+      pipe.hset(self.sig_key, key, sig.astype(np.uint32).tobytes())
+      pipe.hset(self.run_hash, key, self.run_key)
+    self._call(pipe.execute)
+
+
+def open_index(where: str | None, conf: dict, key: str) -> LocalIndex | RedisIndex | None:
+  if not where:
+    return None
+  if where.startswith("redis://"):
+    return RedisIndex(where, conf, key)
+  return LocalIndex(where, conf, key)
 
 
 def run_key(paths: list[Path], conf: dict) -> str:
@@ -270,138 +307,55 @@ def run_key(paths: list[Path], conf: dict) -> str:
   return h.hexdigest()
 
 
-def decide(input: Path, state: Path, *, threshold: float, num_perm: int, shingle: int, seed: int,
-           batch: int, workers: int, max_line_bytes: int, sig_key: str,
-           index: str | None = None, start_method: str = "fork") -> dict:
-  """Passes 1-2: writes one decision list per shard under `state`; returns summary counts.
-
-  Pass 1 is a resumable `run_units` phase (signatures per shard under `state/signatures`, valid
-  for the run key `sig_key`), so a run killed in pass 2 does not recompute them. Pass 2 decides
-  each shard, in input order, as soon as it and the shards before it have their signatures."""
-  from datasketch import LeanMinHash, MinHashLSH
-  from tqdm import tqdm
-  paths = shards.list_shards(input)
+def signatures(input: Path, state: Path, d, r, sig_key: str) -> list[shards.Task]:
+  """Pass 1, resumable (one `state/signatures/<shard>.npz` and marker per shard, valid for the
+  run key `sig_key`): this process's share of the shards, then process 0 waits for the rest."""
   sig_dir = state / SIG_DIR
   tasks = shards.shard_tasks(input, sig_dir, lambda p, n: (
-      p, n, max_line_bytes, shingle, num_perm, seed, batch, sig_dir, sig_key))
-  position = {t.name: k for k, t in enumerate(tasks)}
-  conf = {"num_perm": num_perm, "seed": seed, "shingle": shingle, "scheme": "affine32"}
-  redis_index = local = None
-  if index and index.startswith("redis://"):
-    redis_index = RedisIndex(index, threshold, num_perm, conf)
-    lsh = redis_index.lsh
-  else:
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-  # Keys in the in-memory LSH: survivor number s >= 0 of this run, -1-k for earlier runs' docs.
-  ext_ids: list[str] = []
-  ext_sigs: list[np.ndarray] = []
-  if index and redis_index is None:
-    local = LocalIndex(index, conf, run_key(paths, {**conf, "threshold": threshold}))
-    for ids, sg in local.earlier():
-      for i, doc_id in enumerate(ids):
-        k = len(ext_ids)
-        ext_ids.append(str(doc_id))
-        ext_sigs.append(sg[i])
-        lsh.insert(-1 - k, LeanMinHash(seed=seed, hashvalues=sg[i], scheme="affine32"),
-                   check_duplication=False)
-  exact: dict[bytes, int] = {}       # exact key -> survivor number
-  survivors: list[str] = []          # survivor number -> id
-  by_id: dict[str, int] = {}         # id -> survivor number (Redis keys are ids)
-  sigs = np.empty((1024, num_perm), np.uint32)   # survivor number -> signature (grows x2)
-  cluster: list[int] = []
-  state.mkdir(parents=True, exist_ok=True)
-  n_exact = n_near = n_earlier = 0
-  decide_secs = 0.0
-  bar = tqdm(total=len(tasks), desc="dedup decisions", unit="shard", file=sys.stderr,
-             disable=None)
+      p, n, r.max_line_bytes, d.shingle, d.num_perm, d.seed, d.batch, sig_dir, sig_key))
+  i, n = d.process_id, d.num_processes
+  valid = lambda t, m: m.get("run_key") == sig_key   # noqa: E731
+  shards.run_units(tasks[i::n], _signature_unit, workers=r.workers, start_method=r.start_method,
+                   desc="dedup signatures", valid=valid)
+  if n > 1 and i == 0:
+    shards.wait_for(tasks, d.wait_timeout_s, "dedup process 0", n, valid)
+  return tasks
 
-  def candidate(c, doc_id):
-    """(survivor number or None, id, signature) of an LSH candidate; None to ignore it."""
-    if isinstance(c, bytes):
-      c = c.decode()
-    if isinstance(c, (int, np.integer)):
-      c = int(c)
-      return (c, survivors[c], sigs[c]) if c >= 0 else (None, ext_ids[-1 - c], ext_sigs[-1 - c])
-    if c in by_id:
-      s = by_id[c]
-      return s, c, sigs[s]
-    if c == doc_id:   # itself, indexed by an interrupted earlier attempt of this run
-      return None
-    sg = redis_index.signature(c)
-    return None if sg is None else (None, c, sg)
 
-  def decide_shard(name: str, _) -> None:
-    """One shard's decisions, in input order: they do not depend on --workers."""
-    nonlocal sigs, n_exact, n_near, n_earlier, decide_secs
-    t0 = time.perf_counter()
-    ids, keys, sig = _load_signatures(sig_dir / (name + ".npz"))
-    acts: list = []
-    for pos, (doc_id, key) in enumerate(zip(ids, keys)):
-      s = exact.get(key)
-      if s is not None:
-        n_exact += 1
-        cluster[s] += 1
-        acts.append({"drop": "exact_duplicate", "of": survivors[s], "jaccard": 1.0})
-        continue
-      m = LeanMinHash(seed=seed, hashvalues=sig[pos], scheme="affine32")
-      best = None   # (survivor number or None, id, jaccard); earliest survivor wins
-      for c in lsh.query(m):
-        got = candidate(c, doc_id)
-        if got is None:
-          continue
-        s, of, sg = got
-        j = float(np.mean(sg == sig[pos]))
-        if j < threshold:
-          continue
-        rank = (0, s) if s is not None else (1, of)   # this run's earliest first, then by id
-        if best is None or rank < best[0]:
-          best = (rank, s, of, j)
-      if best is not None:
-        _, s, of, j = best
-        n_near += 1
-        if s is not None:
-          cluster[s] += 1
-        else:
-          n_earlier += 1
-        acts.append({"drop": "near_duplicate", "of": of, "jaccard": round(j, 4)})
-        continue
-      s = len(survivors)
-      survivors.append(doc_id)
-      by_id[doc_id] = s
-      cluster.append(1)
-      exact[key] = s
-      if s == len(sigs):
-        sigs = np.concatenate([sigs, np.empty_like(sigs)])
-      sigs[s] = sig[pos]
-      if redis_index is not None:
-        redis_index.insert(doc_id, m, sig[pos])
-      else:
-        lsh.insert(s, m, check_duplication=False)
-      acts.append(s)
-    # written per shard (write_json makes the folder): memory holds no decision lists
-    shards.write_json(state / (name + ".json"),
-                      [{"survivor": a} if isinstance(a, int) else a for a in acts])
-    bar.update(1)
-    decide_secs += time.perf_counter() - t0
-    shards.event("decide_shard_done", shard=name, index=position[name])
-
-  try:
-    shards.run_units(tasks, _signature_unit, workers=workers, start_method=start_method,
-                     desc="dedup signatures", valid=lambda t, d: d.get("run_key") == sig_key,
-                     in_order=decide_shard)
-  finally:
-    bar.close()
-  np.save(state / "clusters.tmp.npy", np.asarray(cluster, dtype=np.int64))
-  os.replace(state / "clusters.tmp.npy", state / "clusters.npy")
-  if local is not None:
-    local.add(survivors, sigs[:len(survivors)])
-  summary = {"exact_duplicates": n_exact, "near_duplicates": n_near,
-             "near_duplicates_of_earlier_runs": n_earlier,
-             "clusters_with_duplicates": sum(c > 1 for c in cluster),
-             "largest_cluster": max(cluster, default=0)}
-  print(f"dedup: decisions in {decide_secs:.1f} s", file=sys.stderr)
+def decide(input: Path, state: Path, d, tasks: list[shards.Task]) -> dict:
+  """Pass 2 (process 0, `dedup_index.decide`, bounded memory): one decision file per shard,
+  this run's survivors added to `--index`, `complete.json`; returns the summary counts."""
+  conf = {"num_perm": d.num_perm, "seed": d.seed, "shingle": d.shingle, "scheme": "affine32"}
+  index = open_index(d.index, conf, run_key(shards.list_shards(input),
+                                             {**conf, "threshold": d.threshold}))
+  spool = state / "earlier"
+  shutil.rmtree(spool, ignore_errors=True)
+  spool.mkdir(parents=True)
+  t0 = time.perf_counter()
+  sources = [dedup_index.Source(f, True, None) for f in (index.earlier(spool) if index else [])]
+  sources += [dedup_index.Source(state / SIG_DIR / (t.name + ".npz"), False, t.name)
+              for t in tasks]
+  summary = dedup_index.decide(dedup_index.plan(sources, d.threshold, d.num_perm), state,
+                               threshold=d.threshold, num_perm=d.num_perm, seed=d.seed,
+                               memory_mb=d.memory_mb)
+  if index is not None:
+    for k, t in enumerate(tasks):
+      _add_survivors(index, k, state, t.name)
+  shutil.rmtree(spool, ignore_errors=True)
+  print(f"dedup: decisions in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
   shards.write_json(state / "complete.json", summary)
   return summary
+
+
+def _add_survivors(index, k: int, state: Path, name: str) -> None:
+  ids, keys, sigs = dedup_index.read_source(state / SIG_DIR / (name + ".npz"))
+  dropped = {int(i) for i, d in _decisions(state, name)["decisions"].items() if d[0] != "survivor"}
+  keep = np.array([i not in dropped for i in range(len(ids))], bool)
+  index.add(k, [x for x, y in zip(ids, keep) if y], keys[keep], sigs[keep])
+
+
+def _decisions(state: Path, name: str) -> dict:
+  return json.loads((state / (name + ".json")).read_text())
 
 
 class Apply:
@@ -409,20 +363,18 @@ class Apply:
 
   def __init__(self, state: Path):
     self.state = state
-    self.acts, self.i, self.cluster = [], 0, None
+    self.decisions, self.i = {}, 0
 
   def start_shard(self, name: str) -> None:
-    if self.cluster is None:   # survivor number -> cluster size, read once per process
-      self.cluster = np.load(self.state / "clusters.npy")
-    self.acts = json.loads((self.state / (name + ".json")).read_text())
+    self.decisions = _decisions(self.state, name)["decisions"]
     self.i = 0
 
   def __call__(self, doc: dict) -> dict | shards.Drop:
-    a = self.acts[self.i]
+    what, *info = self.decisions.get(str(self.i), ("survivor", 1))
     self.i += 1
-    if "drop" in a:
-      return shards.Drop(a["drop"], {"duplicate_of": a["of"], "jaccard": a["jaccard"]})
-    doc["dup_cluster_size"] = int(self.cluster[a["survivor"]])
+    if what != "survivor":
+      return shards.Drop(what, {"duplicate_of": info[0], "jaccard": info[1]})
+    doc["dup_cluster_size"] = info[0]
     return doc
 
 
@@ -435,35 +387,61 @@ def _flags(p: argparse.ArgumentParser, cfg) -> None:
                  help=f"word n-gram size (default {d.shingle})")
   p.add_argument("--index", default=None,
                  help="persistent index across runs: a folder, or redis://host:port/db")
+  p.add_argument("--process-id", type=int, default=None,
+                 help="this process's share of the shards (several machines, one shared folder)")
+  p.add_argument("--num-processes", type=int, default=None,
+                 help=f"processes sharing the work (default {d.num_processes})")
+
+
+def _check(args) -> str | None:
+  n = args.num_processes or 1
+  if not 0 <= (args.process_id or 0) < n:
+    return f"--process-id must be in 0..{n - 1} for --num-processes {n}"
+  return None
 
 
 def main(argv: list[str] | None = None) -> int:
-  args, cfg = shards.parse_cli(argv, "dedup", __doc__, "dedup", _flags)
+  args, cfg = shards.parse_cli(argv, "dedup", __doc__, "dedup", _flags, check=_check)
   d, r = cfg.dedup, cfg.runner
   inp, out = Path(args.input), Path(args.output)
   state = out / STATE_DIR
   conf = {"threshold": d.threshold, "num_perm": d.num_perm, "shingle": d.shingle,
           "seed": d.seed, "batch": d.batch, "index": d.index, "scheme": "affine32"}
-  done, key_file = state / "complete.json", state / "run_key"
-  key = run_key(shards.list_shards(inp), conf)
-  if done.exists():   # rerun: decisions are final; only unfinished shards are rewritten
-    if not key_file.exists() or key_file.read_text() != key:
-      raise SystemExit(f"dedup: {out} holds decisions for another input or config "
-                       f"({state}); use a new --output or delete that folder")
-    summary = json.loads(done.read_text())
-  else:
-    state.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(key)
-    summary = decide(inp, state, threshold=d.threshold, num_perm=d.num_perm, shingle=d.shingle,
-                     seed=d.seed, batch=d.batch, workers=r.workers,
-                     max_line_bytes=r.max_line_bytes, sig_key=key, index=d.index,
-                     start_method=r.start_method)
-  shutil.rmtree(state / SIG_DIR, ignore_errors=True)   # decisions are final: signatures unused
+  try:
+    summary = _run_decisions(inp, state, d, r, run_key(shards.list_shards(inp), conf))
+  except IndexUnavailable as e:
+    again = shlex.join(["swahili100", "dedup", *(sys.argv[2:] if argv is None else argv)])
+    raise SystemExit(f"dedup: {e}. Nothing of this run is marked finished (no "
+                     f"{state / 'complete.json'}); the signatures are kept. Start the server "
+                     f"again and rerun the same command: {again}") from e
   stats = shards.run_phase("dedup", inp, out, Apply(state), workers=r.workers,
                            max_line_bytes=r.max_line_bytes, start_method=r.start_method,
-                           config=conf, extra_stats={"dedup": summary})
+                           config=conf, extra_stats={"dedup": summary},
+                           share=(d.process_id, d.num_processes), wait_timeout_s=d.wait_timeout_s)
   print(shards.summary(stats), file=sys.stderr)
   return 0
+
+
+def _run_decisions(inp: Path, state: Path, d, r, key: str) -> dict:
+  """The run's decisions: made now (process 0), awaited (the others) or read back (a rerun)."""
+  done, key_file = state / "complete.json", state / "run_key"
+  if not done.exists():
+    state.mkdir(parents=True, exist_ok=True)
+    if d.process_id == 0:
+      key_file.write_text(key)
+    tasks = signatures(inp, state, d, r, key)
+    if d.process_id == 0:
+      summary = decide(inp, state, d, tasks)
+      shutil.rmtree(state / SIG_DIR, ignore_errors=True)   # decisions are final
+      return summary
+    shards.wait_for([shards.Task("decisions", done, None)], d.wait_timeout_s,
+                    f"dedup process {d.process_id}", 1)
+  if not key_file.exists() or key_file.read_text() != key:
+    raise SystemExit(f"dedup: {state.parent} holds decisions for another input or config "
+                     f"({state}); use a new --output or delete that folder")
+  if d.process_id == 0:
+    shutil.rmtree(state / SIG_DIR, ignore_errors=True)
+  return json.loads(done.read_text())
 
 
 if __name__ == "__main__":

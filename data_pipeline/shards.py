@@ -69,6 +69,7 @@ import json
 import multiprocessing
 import os
 import sys
+import time
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -501,6 +502,32 @@ def total_stats(root: Path, results: dict) -> Stats:
   return total
 
 
+def wait_for(tasks: list[Task], timeout_s: float, who: str, processes: int,
+             valid: Callable[[Task, dict], bool] | None = None,
+             timeout_flag: str = "--config.dedup.wait_timeout_s") -> None:
+  """Waits until every task has a (valid) marker, written by the process that owns it (task k
+  belongs to process k % processes); a clear error after `timeout_s`."""
+  deadline = time.monotonic() + timeout_s
+  while True:
+    missing = [k for k, t in enumerate(tasks) if not _finished(t, valid)]
+    if not missing:
+      return
+    if time.monotonic() > deadline:
+      k = missing[0]
+      raise TimeoutError(
+          f"{who}: waited {timeout_s:.0f} s for {len(missing)} shard(s) of the other processes, "
+          f"e.g. {tasks[k].name} (process {k % processes}); start that process again with the "
+          f"same command and --process-id {k % processes}, or raise {timeout_flag}")
+    time.sleep(0.5)
+
+
+def _finished(t: Task, valid: Callable[[Task, dict], bool] | None) -> bool:
+  try:
+    return t.marker.exists() and (valid is None or valid(t, json.loads(t.marker.read_text())))
+  except (OSError, ValueError):   # being replaced right now
+    return False
+
+
 def shard_tasks(root: Path, markers: Path, args: Callable[[Path, str], Any]) -> list[Task]:
   """One task per input shard of `root` (`args(path, name)`), its marker
   `<markers>/<shard name>.done`."""
@@ -543,11 +570,23 @@ def run_phase(phase: str, input: str | os.PathLike, output: str | os.PathLike,
               fn: Callable[[dict], dict | Drop], *, workers: int = 1,
               max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, start_method: str = "fork",
               config: dict | None = None, desc: str | None = None,
-              extra_stats: dict | None = None) -> dict:
-  """Maps `fn` over all shards of `input` into `output` (1:1 names); writes stats.json."""
+              extra_stats: dict | None = None, share: tuple[int, int] = (0, 1),
+              wait_timeout_s: float = 0) -> dict:
+  """Maps `fn` over all shards of `input` into `output` (1:1 names); writes stats.json.
+
+  With `share=(i, n)`, this process writes only shards i, i+n, ... (several processes or
+  machines over one shared folder); process 0 then waits for the others' markers (up to
+  `wait_timeout_s`) and writes the totals. Other processes return their share's stats only."""
   root, output = Path(input), Path(output)
   tasks = shard_tasks(root, output, lambda p, n: (p, n, output, fn, max_line_bytes))
   output.mkdir(parents=True, exist_ok=True)
+  i, n = share
+  if n > 1:
+    mine = run_units(tasks[i::n], process_shard, workers=workers, start_method=start_method,
+                     desc=f"{desc or phase} (process {i} of {n})")
+    if i != 0:
+      return {"phase": phase, "share": [i, n], **total_stats(root, mine.results).to_dict()}
+    wait_for(tasks, wait_timeout_s, f"{phase} process 0", n)
   ran = run_units(tasks, process_shard, workers=workers, start_method=start_method,
                   desc=desc or phase)
   total = total_stats(root, ran.results)

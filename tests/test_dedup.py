@@ -3,12 +3,17 @@ the persistent index, and datasketch-compatible signatures identical for any --w
 
 import json
 import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from data_pipeline import dedup, shards
+from data_pipeline import dedup, dedup_index, shards
 
 REPO = Path(__file__).resolve().parents[1]
 SW_NEWS = REPO.parent / "shared" / "data" / "sw-news"
@@ -220,16 +225,53 @@ def test_persistent_folder_index_dedups_against_earlier_runs(tmp_path):
                 "--index", index, "--num-perm", "64"])
 
 
-def test_redis_index_dedups_against_earlier_runs(tmp_path, monkeypatch):
-  """datasketch's Redis storage end to end; without a server, fakeredis answers at the socket API."""
-  redis = pytest.importorskip("redis")
-  import socket
+class RedisServer:
+  """Debian's redis-server on 127.0.0.1 and a free port, persisting every write (appendfsync
+  always) in its folder, so a server killed and started again keeps what it had."""
+
+  def __init__(self, folder: Path):
+    binary = shutil.which("redis-server")
+    if binary is None:
+      pytest.skip("redis-server is not installed (`make install` installs Debian's package)")
+    self.binary, self.folder, self.proc = binary, folder, None
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      self.port = s.getsockname()[1]
+    self.url = f"redis://127.0.0.1:{self.port}/0"
+
+  def start(self) -> "RedisServer":
+    self.folder.mkdir(parents=True, exist_ok=True)
+    self.proc = subprocess.Popen(
+        [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+         "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+      try:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
+          c.sendall(b"PING\r\n")
+          if c.recv(16).startswith(b"+PONG"):
+            return self
+      except OSError:
+        time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+  def kill(self) -> None:
+    if self.proc is not None and self.proc.poll() is None:
+      self.proc.kill()
+      self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+  server = RedisServer(tmp_path / "redis").start()
   try:
-    socket.create_connection(("localhost", 6379), timeout=0.5).close()
-  except OSError:
-    fakeredis = pytest.importorskip("fakeredis")
-    server = fakeredis.FakeServer()
-    monkeypatch.setattr(redis, "Redis", lambda **kw: fakeredis.FakeRedis(server=server, **kw))
+    yield server
+  finally:
+    server.kill()
+
+
+def _two_runs(tmp_path) -> tuple[list[str], list[str]]:
   r = random.Random(2)
   base = _base_texts(5)
   vocab = sorted({w for t in base for w in t.split()})
@@ -238,9 +280,142 @@ def test_redis_index_dedups_against_earlier_runs(tmp_path, monkeypatch):
   _write(tmp_path / "in2" / "y.jsonl",
          [{"id": "new-0", "text": _edit(base[1], 0.003, r, vocab), "source": "s"},
           {"id": "new-1", "text": base[4], "source": "s"}])
-  url = "redis://localhost:6379/15"
-  for run in ("1", "2"):
-    assert dedup.main(["--input", str(tmp_path / f"in{run}"), "--output", str(tmp_path / f"o{run}"),
-                       "--index", url]) == 0
+  return (["--input", str(tmp_path / "in1"), "--output", str(tmp_path / "o1")],
+          ["--input", str(tmp_path / "in2"), "--output", str(tmp_path / "o2")])
+
+
+def test_redis_index_on_a_real_server_dedups_against_earlier_runs(tmp_path, redis_server):
+  run1, run2 = _two_runs(tmp_path)
+  for run in (run1, run2):
+    assert dedup.main([*run, "--index", redis_server.url]) == 0
   kept, removed = _outputs(tmp_path / "o2")
   assert list(kept) == ["new-1"] and removed["new-0"]["duplicate_of"] == "old-1"
+  st = json.loads((tmp_path / "o2" / "stats.json").read_text())
+  assert st["dedup"]["near_duplicates_of_earlier_runs"] == 1
+  # run 2 again into a new folder: its own entries in the server are ignored, same decision
+  assert dedup.main([run2[0], run2[1], "--output", str(tmp_path / "o3"),
+                     "--index", redis_server.url]) == 0
+  assert (tmp_path / "o3" / "y.jsonl").read_bytes() == (tmp_path / "o2" / "y.jsonl").read_bytes()
+
+
+def test_redis_server_gone_mid_run_is_a_clear_error_and_the_rerun_finishes(tmp_path,
+                                                                             redis_server):
+  run1, run2 = _two_runs(tmp_path)
+  assert dedup.main([*run1, "--index", redis_server.url]) == 0
+
+  def server_dies(event, **info):   # after run 2 read the index, before it adds its survivors
+    if event == "decide_shard_done":
+      redis_server.kill()
+
+  old = shards.set_event_hook(server_dies)
+  try:
+    with pytest.raises(SystemExit) as e:
+      dedup.main([*run2, "--index", redis_server.url])
+  finally:
+    shards.set_event_hook(old)
+  msg = str(e.value)
+  assert redis_server.url in msg and "stopped answering" in msg and "rerun" in msg
+  assert f"swahili100 dedup {' '.join(run2)} --index {redis_server.url}" in msg
+  o2 = tmp_path / "o2"
+  assert not (o2 / dedup.STATE_DIR / "complete.json").exists() and not (o2 / "stats.json").exists()
+  assert not list(shards.list_shards(o2))   # no output shard that could pass for finished
+  redis_server.start()   # the same folder: run 1's entries are back
+  assert dedup.main([*run2, "--index", redis_server.url]) == 0
+  kept, removed = _outputs(o2)
+  assert list(kept) == ["new-1"] and removed["new-0"]["duplicate_of"] == "old-1"
+
+
+def _reference(inp: Path, threshold: float = 0.8, num_perm: int = 128) -> dict:
+  """id -> ("kept", cluster size) or (reason, duplicate_of, jaccard): the rule run directly,
+  one datasketch MinHashLSH over all documents in input order."""
+  from datasketch import LeanMinHash, MinHashLSH
+  lsh, exact, cluster, out, sig_of = MinHashLSH(threshold=threshold, num_perm=num_perm), {}, {}, {}, {}
+  for q in shards.list_shards(inp):
+    _, ids, keys, sigs = dedup._shard_signatures((q, q.name, 1 << 20, 5, num_perm, 1, 512))
+    for doc_id, key, sig in zip(ids, keys, sigs):
+      if key in exact:
+        cluster[exact[key]] += 1
+        out[doc_id] = ("exact_duplicate", exact[key], 1.0)
+        continue
+      m = LeanMinHash(seed=1, hashvalues=sig, scheme="affine32")
+      hits = [(order, c, float(np.mean(sig_of[c] == sig))) for order, c in
+              ((list(cluster).index(c), c) for c in lsh.query(m))]
+      hits = sorted(h for h in hits if h[2] >= threshold)
+      if hits:
+        cluster[hits[0][1]] += 1
+        out[doc_id] = ("near_duplicate", hits[0][1], round(hits[0][2], 4))
+        continue
+      exact[key], cluster[doc_id], sig_of[doc_id] = doc_id, 1, sig
+      lsh.insert(doc_id, m)
+  out.update({k: ("kept", n) for k, n in cluster.items()})
+  return out
+
+
+def test_bounded_memory_passes_decide_as_one_index_over_everything(planted, tmp_path):
+  """Many partitions and groups (memory_mb=1) give the decisions of one in-memory LSH."""
+  inp, out, _ = planted
+  small = tmp_path / "small"
+  assert dedup.main(["--input", str(inp), "--output", str(small),
+                     "--config.dedup.memory_mb=1"]) == 0
+  for p in shards.list_shards(out):
+    assert (small / p.relative_to(out)).read_bytes() == p.read_bytes()
+  kept, removed = _outputs(small)
+  got = {k: ("kept", d["dup_cluster_size"]) for k, d in kept.items()}
+  got.update({k: (r["reason"], r["duplicate_of"], r["jaccard"]) for k, r in removed.items()})
+  want = _reference(inp)
+  assert got == want and sum(v[0] != "kept" for v in want.values()) >= 100
+
+
+def test_union_find_gives_the_components_of_the_edges():
+  rng = np.random.default_rng(0)
+  n = 2000
+  u, v = rng.integers(0, n, 1500), rng.integers(0, n, 1500)
+  parent = np.arange(n, dtype=np.int64)
+  for a, b in zip(np.array_split(u, 7), np.array_split(v, 7)):   # as partitions come in
+    dedup_index.union(parent, a, b)
+  root = dedup_index.roots(parent)
+  ref = list(range(n))
+
+  def find(x):
+    while ref[x] != x:
+      x = ref[x]
+    return x
+
+  for a, b in zip(u.tolist(), v.tolist()):
+    ref[find(a)] = find(b)
+  assert len(set(root.tolist())) == len({find(x) for x in range(n)}) < n
+  assert all((root[a] == root[b]) == (find(a) == find(b))
+             for a, b in rng.integers(0, n, (5000, 2)).tolist()) and all(root[u] == root[v])
+  assert all(root <= np.arange(n))   # the root is the smallest member: input order
+
+
+def test_several_processes_remove_what_one_removes(planted, tmp_path):
+  """Three processes on one shared folder (as on three machines) = one process, byte for byte;
+  a process whose partners never come says which one to start."""
+  inp, out, _ = planted
+  many = tmp_path / "in"
+  docs = [d for _, d in shards.iter_docs(inp)]
+  for k in range(6):   # 6 shards so each process has two
+    _write(many / f"p{k}.jsonl", docs[k::6])
+  one, three = tmp_path / "one", tmp_path / "three"
+  assert dedup.main(["--input", str(many), "--output", str(one)]) == 0
+  procs = [subprocess.Popen([sys.executable, "-m", "data_pipeline.dedup", "--input", str(many),
+                             "--output", str(three), "--num-processes", "3", "--process-id", str(i)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(3)]
+  try:
+    results = [p.communicate(timeout=180) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  assert [p.returncode for p in procs] == [0, 0, 0], [e[-800:] for _, e in results]
+  files = sorted(q.relative_to(one) for q in one.rglob("*") if q.is_file() and q.name != "run.json")
+  assert files == sorted(q.relative_to(three) for q in three.rglob("*")
+                         if q.is_file() and q.name != "run.json")
+  assert all((one / f).read_bytes() == (three / f).read_bytes() for f in files)
+  alone = subprocess.run([sys.executable, "-m", "data_pipeline.dedup", "--input", str(many),
+                          "--output", str(tmp_path / "alone"), "--num-processes", "2",
+                          "--process-id", "0", "--config.dedup.wait_timeout_s=1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert alone.returncode != 0 and "(process 1)" in alone.stderr
+  assert "--process-id 1" in alone.stderr
