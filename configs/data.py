@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   d.batch = 512                     # documents per signature batch (per worker task)
   d.seed = 1                        # MinHash permutation seed (datasketch-compatible)
   d.index = None                    # persistent index across runs: a folder or redis://host:port/db
-  d.memory_mb = 64                  # pass 2 works on this much at a time (+8 bytes per document)
+  d.memory_mb = 64                  # pass 2 works on this much at a time (+~20 bytes per document)
   d.num_processes = 1               # processes (machines) sharing one output folder
   d.process_id = 0                  # this one's share: shards k with k % num_processes == id
   d.wait_timeout_s = 86400.0        # how long a process waits for the others' shares

@@ -11,7 +11,8 @@ documents it shares an LSH band with, transitively: its component of the band gr
    the band) go to `P` partition files by key, with the document's number `g` (earlier runs'
    survivors first, then this run's documents in input order);
 2. components: each partition is sorted by key and equal keys are joined in a union-find over all
-   documents: one int64 per document is the only memory that grows with the corpus;
+   documents: one int32 per document (and a few such arrays while it is resolved) is the only
+   memory that grows with the corpus;
 3. groups: documents in components of two or more, with their signatures, go to `C` group files
    by component; a document alone in its component survives with cluster size 1;
 4. decisions: each group is decided in `g` order with a fresh datasketch `MinHashLSH` (its own
@@ -42,7 +43,7 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 REASONS = ("survivor", "exact_duplicate", "near_duplicate")
 
 
-class Source(NamedTuple):
+class SignatureFile(NamedTuple):
   """A file of documents in `g` order: this run's shard signatures or an earlier run's."""
   path: Path
   earlier: bool          # an earlier run's survivor (ranks after this run's, no exact key)
@@ -118,17 +119,17 @@ def roots(parent: np.ndarray) -> np.ndarray:
 
 
 class Plan(NamedTuple):
-  sources: list[Source]
+  sources: list[SignatureFile]
   offsets: list[int]     # g of each source's first document; offsets[-1] = all documents
   ranges: list[tuple[int, int]]
 
 
-def _count(source: Source) -> int:
+def _count(source: SignatureFile) -> int:
   with np.load(source.path) as z:
     return len(z["id_bytes"] if "id_bytes" in z else z["ids"])
 
 
-def plan(sources: list[Source], threshold: float, num_perm: int) -> Plan:
+def plan(sources: list[SignatureFile], threshold: float, num_perm: int) -> Plan:
   offsets = np.cumsum([0] + [_count(s) for s in sources]).tolist()
   return Plan(sources, offsets, MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges)
 
@@ -156,8 +157,9 @@ def _partitions(p: Plan, work: Path, memory_bytes: int) -> list[Path]:
 
 
 def components(p: Plan, work: Path, memory_bytes: int) -> np.ndarray:
-  """Steps 1-2: the root of every document's component, [all documents] int64."""
-  parent = np.arange(p.offsets[-1], dtype=np.int64)
+  """Steps 1-2: the root of every document's component, [all documents] int32 (int64 past 2^31)."""
+  n = p.offsets[-1]
+  parent = np.arange(n, dtype=np.int32 if n < 2 ** 31 else np.int64)
   for f in _partitions(p, work, memory_bytes):
     rec = np.fromfile(f, BUCKET)
     f.unlink()

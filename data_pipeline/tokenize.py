@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,7 +58,7 @@ def _load_tokenizer(path: str):
 META = np.dtype([("length", "<i8"), ("validation", "?"), ("bytes", "<i8"), ("source", "<u2"),
                  ("cluster", "<u4")])
 META_FORMAT = 2   # in parts/settings.json: parts written with another META are not reused
-_READ_DOCS = 1 << 16   # documents per chunk when merging parts (bounded memory)
+_READ_DOCS = 1 << 12   # documents per chunk when merging parts (bounded memory)
 
 
 def _cluster_size(doc: dict) -> int:
@@ -123,6 +124,52 @@ def encode_shard(args) -> dict:
   return {**stats.to_dict(), "sources": list(sources)}
 
 
+def _part_mismatch(ids_path: Path, output: Path) -> None:
+  raise RuntimeError(f"{ids_path}: its ids and its .meta disagree on the number of tokens; "
+                     f"delete {output / PARTS} and rerun `swahili100 tokenize`")
+
+
+def _stage_chunk(meta: np.ndarray, ids: np.ndarray, local: np.ndarray, counts: dict,
+                 per_source: dict, plan: dict, stage: dict) -> tuple[np.ndarray, np.ndarray]:
+  """Stages one chunk's documents round-robin to their split's shards; returns each one's shard
+  and source id."""
+  shard_of = np.empty(len(meta), np.int64)
+  src = local[meta["source"]] if len(local) else np.zeros(len(meta), np.int64)
+  val = meta["validation"]
+  for split, n in plan.items():
+    k = np.flatnonzero(val == (split == "validation"))
+    c = counts[split]
+    shard_of[k] = (c["documents"] + np.arange(len(k))) % n
+    c["documents"] += len(k)
+    c["tokens"] += int(meta["length"][k].sum())
+    c["bytes"] += int(meta["bytes"][k].sum())
+    np.add.at(per_source[split], src[k], np.stack(
+        [np.ones(len(k), np.int64), meta["length"][k], meta["bytes"][k]], axis=1))
+  ends = np.cumsum(meta["length"])
+  starts = ends - meta["length"]
+  for split, n in plan.items():
+    for i in range(n):
+      k = np.flatnonzero((shard_of == i) & (val == (split == "validation")))
+      if len(k):
+        fi, fl = stage[split][i]
+        fi.write(np.concatenate([ids[starts[j]:ends[j]] for j in k]).tobytes())
+        fl.write(meta["length"][k].astype("<i8").tobytes())
+  return shard_of, src
+
+
+def _write_shard(staged: Path, path: Path, dtype: str) -> None:
+  """One ArrayRecord shard from its staging files (ids, lengths), read in chunks."""
+  with records.ShardWriter(str(path), dtype) as w, open(f"{staged}.ids", "rb") as fi, \
+       open(f"{staged}.len", "rb") as fl:
+    while True:
+      lengths = np.fromfile(fl, "<i8", count=_READ_DOCS)
+      if not len(lengths):
+        break
+      ids = np.fromfile(fi, "<u4", count=int(lengths.sum()))
+      for a, b in zip((np.cumsum(lengths) - lengths).tolist(), np.cumsum(lengths).tolist()):
+        w.write(ids[a:b])
+
+
 def write_records(output: Path, names: list[str], part_sources: dict[str, list[str]],
                   tokenizer: str, tokenizer_sha256: str, vocab_size: int, num_shards: int,
                   num_val_shards: int) -> dict:
@@ -133,47 +180,44 @@ def write_records(output: Path, names: list[str], part_sources: dict[str, list[s
   counts = {split: {"documents": 0, "tokens": 0, "bytes": 0} for split in plan}
   source_names = sorted({s for n in names for s in part_sources[n]})
   gid = {s: i for i, s in enumerate(source_names)}
-  per_source = {split: [[0, 0, 0] for _ in source_names] for split in plan}
+  per_source = {split: np.zeros((len(source_names), 3), np.int64) for split in plan}
   # per split and shard: chunks of (source id, cluster size) in record order, joined shard-major
   index = {split: [([], []) for _ in range(n)] for split, n in plan.items()}
-  # every shard renamed into place on success, its .tmp removed if anything fails
+  # Pass A: each document's ids appended to its shard's staging file, in record order. Pass B:
+  # one ArrayRecord shard written at a time from its staging file. An open ArrayRecord writer
+  # holds ~400 bytes per record until it is closed, so writing all shards at once held ~400
+  # bytes per document of the corpus (120 MB at 290k documents, 4 GB at 10M).
+  staging = output / PARTS / "staging"
+  shutil.rmtree(staging, ignore_errors=True)
+  staging.mkdir(parents=True)
   with contextlib.ExitStack() as stack:
-    writers = {split: [stack.enter_context(
-        records.ShardWriter(str(output / records.shard_name(split, i, n)), dtype))
-        for i in range(n)] for split, n in plan.items()}
+    stage = {split: [(stack.enter_context(open(staging / f"{split}-{i}.ids", "wb")),
+                      stack.enter_context(open(staging / f"{split}-{i}.len", "wb")))
+                     for i in range(n)] for split, n in plan.items()}
     for name in names:
       ids_path, meta_path, _ = _part_paths(output, name)
-      ids = np.memmap(ids_path, "<u4", mode="r") if ids_path.stat().st_size else np.zeros(0, "<u4")
       local = np.array([gid[s] for s in part_sources[name]], np.int64)
-      pos = 0
-      with open(meta_path, "rb") as fm:
+      with open(ids_path, "rb") as fi, open(meta_path, "rb") as fm:
         while True:
           meta = np.fromfile(fm, META, count=_READ_DOCS)
           if not len(meta):
             break
-          shard_of = np.empty(len(meta), np.int64)
-          src = local[meta["source"]] if len(local) else np.zeros(len(meta), np.int64)
-          for k, (n, val, b, _, _) in enumerate(meta.tolist()):
-            split = "validation" if val else "train"
-            c = counts[split]
-            shard_of[k] = c["documents"] % plan[split]
-            writers[split][shard_of[k]].write(ids[pos:pos + n])
-            pos += n
-            c["documents"] += 1
-            c["tokens"] += n
-            c["bytes"] += b
-            ps = per_source[split][src[k]]
-            ps[0], ps[1], ps[2] = ps[0] + 1, ps[1] + n, ps[2] + b
+          ids = np.fromfile(fi, "<u4", count=int(meta["length"].sum()))
+          if len(ids) != int(meta["length"].sum()):
+            _part_mismatch(ids_path, output)
+          shard_of, src = _stage_chunk(meta, ids, local, counts, per_source, plan, stage)
           for split in plan:
             in_split = meta["validation"] == (split == "validation")
             for i, (s_chunks, c_chunks) in enumerate(index[split]):
               sel = in_split & (shard_of == i)
               s_chunks.append(src[sel])
               c_chunks.append(meta["cluster"][sel])
-      if pos != len(ids):
-        raise RuntimeError(f"{ids_path}: {len(ids)} ids but its .meta lists {pos}; delete "
-                           f"{output / PARTS} and rerun `swahili100 tokenize`")
-      del ids
+        if fi.read(1):
+          _part_mismatch(ids_path, output)
+  for split, n in plan.items():
+    for i in range(n):
+      _write_shard(staging / f"{split}-{i}", output / records.shard_name(split, i, n), dtype)
+  shutil.rmtree(staging, ignore_errors=True)
   splits = {}
   for split, n in plan.items():
     src_file, cluster_file = records.index_files(split)
@@ -184,7 +228,7 @@ def write_records(output: Path, names: list[str], part_sources: dict[str, list[s
     records.write_array(str(output / cluster_file), np.concatenate(chunks).astype("<u4"))
     splits[split] = records.SplitInfo(
         [records.shard_name(split, i, n) for i in range(n)], **counts[split],
-        sources={s: dict(zip(("documents", "tokens", "bytes"), per_source[split][i]))
+        sources={s: dict(zip(("documents", "tokens", "bytes"), per_source[split][i].tolist()))
                  for i, s in enumerate(source_names) if per_source[split][i][0]},
         source_index=src_file, cluster_size=cluster_file)
   records.write_manifest(str(output), records.Manifest(

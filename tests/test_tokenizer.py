@@ -119,6 +119,25 @@ def test_tokenize_contract_loader_and_split(trained, tmp_path):
   assert record_files(out) == record_files(out2)
 
 
+def test_tokenize_writes_train_records_round_robin_in_input_order(trained, tmp_path,
+                                                                  monkeypatch):
+  """Train document k (input order) is record k // 2 of shard k % 2, also when the merge reads
+  its files in chunks smaller than a shard (staged, one ArrayRecord writer open at a time)."""
+  root, docs, tok_path = trained
+  monkeypatch.setattr(tkz, "_READ_DOCS", 7)
+  out = tmp_path / "records"
+  run_tokenize(root, out, tok_path)
+  manifest = records.read_manifest(str(out))
+  tok = tokenizers.Tokenizer.from_file(tok_path)
+  train = [d for k in range(3) for d in docs[k::3] if tt.id_unit(d["id"]) >= 0.2]
+  shards_ = [[list(r) for r in records.read_shard(p, manifest.dtype)]
+             for p in manifest.shard_paths(str(out), "train")]
+  assert len(shards_) == 2 and sum(map(len, shards_)) == len(train) > 14
+  for k, d in enumerate(train):
+    assert shards_[k % 2][k // 2] == tok.encode(d["text"]).ids + [special_tokens.EOS_ID]
+  assert not (out / tkz.PARTS / "staging").exists()
+
+
 def test_tokenize_accounting_and_special_token_text(trained, tmp_path):
   root, _, tok_path = trained
   src = tmp_path / "filtered"
