@@ -61,7 +61,7 @@ def prepare(args):
     for s in range(n):
       name = records.shard_name(split, s, n)
       part = split_docs[s::n]
-      with records.ShardWriter(os.path.join(rec_dir, name), dtype) as w:
+      with records.RecordWriter(os.path.join(rec_dir, name), dtype) as w:
         for enc in tok.encode_batch(part):
           w.write(enc.ids + [special_tokens.EOS_ID])
           ntok += len(enc.ids) + 1

@@ -307,7 +307,7 @@ def run_key(paths: list[Path], conf: dict) -> str:
   return h.hexdigest()
 
 
-def signatures(input: Path, state: Path, d, r, sig_key: str) -> list[shards.Task]:
+def signatures(input: Path, state: Path, d, r, sig_key: str) -> list[shards.Unit]:
   """Pass 1, resumable (one `state/signatures/<shard>.npz` and marker per shard, valid for the
   run key `sig_key`): this process's share of the shards, then process 0 waits for the rest."""
   sig_dir = state / SIG_DIR
@@ -322,7 +322,7 @@ def signatures(input: Path, state: Path, d, r, sig_key: str) -> list[shards.Task
   return tasks
 
 
-def decide(input: Path, state: Path, d, tasks: list[shards.Task]) -> dict:
+def decide(input: Path, state: Path, d, tasks: list[shards.Unit]) -> dict:
   """Pass 2 (process 0, `dedup_index.decide`, bounded memory): one decision file per shard,
   this run's survivors added to `--index`, `complete.json`; returns the summary counts."""
   conf = {"num_perm": d.num_perm, "seed": d.seed, "shingle": d.shingle, "scheme": "affine32"}
@@ -434,7 +434,7 @@ def _run_decisions(inp: Path, state: Path, d, r, key: str) -> dict:
       summary = decide(inp, state, d, tasks)
       shutil.rmtree(state / SIG_DIR, ignore_errors=True)   # decisions are final
       return summary
-    shards.wait_for([shards.Task("decisions", done, None)], d.wait_timeout_s,
+    shards.wait_for([shards.Unit("decisions", done, None)], d.wait_timeout_s,
                     f"dedup process {d.process_id}", 1)
   if not key_file.exists() or key_file.read_text() != key:
     raise SystemExit(f"dedup: {state.parent} holds decisions for another input or config "

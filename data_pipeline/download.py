@@ -126,7 +126,7 @@ def _open_text(path: Path):
 # ----------------------------------------------------------------------------- unit writer
 
 @dataclasses.dataclass
-class Unit:
+class InputFile:
   """One input file of a source -> `<output>/<source>/<key>-<part>.jsonl.gz` shards."""
   source: str
   key: str            # output stem, unique within the source
@@ -136,11 +136,11 @@ class Unit:
   max_docs: int | None = None
 
 
-def _unit_marker(out: Path, u: Unit) -> Path:
+def _unit_marker(out: Path, u: InputFile) -> Path:
   return out / u.source / (u.key + shards.MARKER_SUFFIX)
 
 
-def _fetch(u: Unit, out: Path) -> Path:
+def _fetch(u: InputFile, out: Path) -> Path:
   kind = u.fetch[0]
   if kind == "hf":
     _, repo, filename, commit, cache_dir = u.fetch
@@ -152,7 +152,7 @@ def _fetch(u: Unit, out: Path) -> Path:
   return Path(u.fetch[1])   # local
 
 
-def _rows(u: Unit, path: Path, text_field: str, txt_mode: str, stats: shards.Stats,
+def _rows(u: InputFile, path: Path, text_field: str, txt_mode: str, stats: shards.Stats,
           removed, max_line_bytes: int) -> Iterator[dict]:
   n = path.name
   if n.endswith(".parquet"):
@@ -339,12 +339,12 @@ def unit_key(rel: str) -> str:
   return re.sub(r"[^\w.-]+", "_", stem).strip("_") or "unit"
 
 
-def units_for(src: Source, out: Path, dl) -> tuple[list[Unit], dict]:
+def units_for(src: Source, out: Path, dl) -> tuple[list[InputFile], dict]:
   """The units (files) of one source and its provenance record; raises SourceUnavailable.
   `dl` is the `download` section of configs/data.py (cache_dir, revision)."""
   if src.kind == "hf":
     commit, files = resolve_hf(src, cache_dir=dl.cache_dir, revision=dl.revision)
-    units = [Unit(src.name, unit_key(f), ("hf", src.repo, f, commit, dl.cache_dir),
+    units = [InputFile(src.name, unit_key(f), ("hf", src.repo, f, commit, dl.cache_dir),
                   f"hf://datasets/{src.repo}@{commit}/{f}", src.licence) for f in files]
     return units, {"repo": src.repo, "revision": commit, "files": files, "licence": src.licence}
   if src.kind == "url":
@@ -354,16 +354,16 @@ def units_for(src: Source, out: Path, dl) -> tuple[list[Unit], dict]:
         fetch_url(src.url, out / ".cache" / src.name)
       except OSError as e:
         raise SourceUnavailable(_offline_hint(src.name, f"{src.url}: {e}")) from e
-    return ([Unit(src.name, unit_key(Path(src.url).name), ("url", src.url), src.url, src.licence)],
+    return ([InputFile(src.name, unit_key(Path(src.url).name), ("url", src.url), src.url, src.licence)],
             {"url": src.url, "licence": src.licence})
   if src.kind == "tfds":
-    return [Unit(src.name, "00000", ("tfds", src.tfds_name, dl.cache_dir),
+    return [InputFile(src.name, "00000", ("tfds", src.tfds_name, dl.cache_dir),
                  f"tfds://{src.tfds_name}", src.licence)], {"tfds": src.tfds_name,
                                                              "licence": src.licence}
   raise ValueError(f"source {src.name}: unknown kind {src.kind!r}")
 
 
-def local_units(path: Path, licence: str) -> tuple[list[Unit], dict]:
+def local_units(path: Path, licence: str) -> tuple[list[InputFile], dict]:
   if not path.exists():
     raise FileNotFoundError(f"--path {path} does not exist: pass a file or folder of "
                             f"*.txt, *.jsonl(.gz) or *.parquet")
@@ -373,7 +373,7 @@ def local_units(path: Path, licence: str) -> tuple[list[Unit], dict]:
       and not p.name.startswith("."))
   if not files:
     raise FileNotFoundError(f"--path {path}: no *.txt, *.jsonl(.gz) or *.parquet files")
-  units = [Unit("local", unit_key(f.name if f == path else f.relative_to(path).as_posix()),
+  units = [InputFile("local", unit_key(f.name if f == path else f.relative_to(path).as_posix()),
                  ("local", str(f)), f"file://{f.resolve()}", licence) for f in files]
   return units, {"path": str(path.resolve()), "files": [str(f) for f in files], "licence": licence}
 
@@ -424,13 +424,13 @@ def copy_sample(out: Path) -> dict:
                                             "files": files, "licence": "project licence"}}
 
 
-def run_source(units: list[Unit], out: Path, dl, runner) -> dict:
+def run_source(units: list[InputFile], out: Path, dl, runner) -> dict:
   """Processes the units not yet marked done; returns the merged stats of all units.
   `dl` and `runner` are the `download` and `runner` sections of configs/data.py."""
-  tasks = [shards.Task(u.key, _unit_marker(out, u), (
+  tasks = [shards.Unit(u.key, _unit_marker(out, u), (
       u, out, dl.text_field, dl.txt_mode, dl.shard_docs, runner.max_line_bytes)) for u in units]
 
-  def budget(t: shards.Task, done: dict) -> shards.Task | None:
+  def budget(t: shards.Unit, done: dict) -> shards.Unit | None:
     """--max-docs is a cap per source: each unit gets what the ones before it left."""
     remaining = dl.max_docs - sum(d["docs"]["out"] for d in done.values())
     if remaining <= 0:

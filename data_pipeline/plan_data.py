@@ -51,7 +51,7 @@ RULES = ("muennighoff", "rehydrate")
 
 
 @dataclass
-class Source:
+class SourceCounts:
   """One source's counts: filtered documents and bytes by dedup cluster size, and tokens."""
   documents: int = 0
   bytes: int = 0
@@ -60,7 +60,7 @@ class Source:
   tokens: float = 0.0                            # of the documents the loader samples
   sampled_documents: int | None = None           # with --records: the split's documents
 
-  def add(self, other: "Source") -> None:
+  def add(self, other: "SourceCounts") -> None:
     self.documents += other.documents
     self.bytes += other.bytes
     self.no_cluster_size += other.no_cluster_size
@@ -69,24 +69,24 @@ class Source:
       c[0], c[1] = c[0] + d, c[1] + b
 
 
-def _count_shard(args) -> dict[str, Source]:
+def _count_shard(args) -> dict[str, SourceCounts]:
   path, name, max_line_bytes = args
-  out: dict[str, Source] = {}
+  out: dict[str, SourceCounts] = {}
   for doc in shards.read_shard(path, shards.Stats(), name=name, max_line_bytes=max_line_bytes):
     if not doc["text"].strip():   # tokenize drops these (`empty`): not training data
       continue
-    s = out.setdefault(doc["source"], Source())
+    s = out.setdefault(doc["source"], SourceCounts())
     n = doc.get("dup_cluster_size")
     if not (isinstance(n, int) and n > 0):
       n = 1
       s.no_cluster_size += 1
     b = shards.text_bytes(doc)
-    s.add(Source(documents=1, bytes=b, clusters={n: [1, b]}))
+    s.add(SourceCounts(documents=1, bytes=b, clusters={n: [1, b]}))
   return out
 
 
 def count_sources(input: str | Path, *, workers: int = 1, start_method: str = "fork",
-                  max_line_bytes: int = shards.DEFAULT_MAX_LINE_BYTES) -> dict[str, Source]:
+                  max_line_bytes: int = shards.DEFAULT_MAX_LINE_BYTES) -> dict[str, SourceCounts]:
   """Per-source counts of every document under `input` (shards counted in `workers` processes)."""
   root = Path(input)
   paths = shards.list_shards(root)
@@ -94,10 +94,10 @@ def count_sources(input: str | Path, *, workers: int = 1, start_method: str = "f
     raise FileNotFoundError(f"no *.jsonl / *.jsonl.gz shards under {root}: pass the filtered "
                             "shards (swahili100 filter --output)")
   tasks = [(p, shards.shard_name(p, root), max_line_bytes) for p in paths]
-  total: dict[str, Source] = {}
+  total: dict[str, SourceCounts] = {}
   for part in shards.pool_map(_count_shard, tasks, workers, start_method=start_method):
     for name, s in part.items():
-      total.setdefault(name, Source()).add(s)
+      total.setdefault(name, SourceCounts()).add(s)
   return dict(sorted(total.items()))
 
 
@@ -177,7 +177,7 @@ class Bucket(NamedTuple):
   tokens: float         # the source's tokens times the bucket's share of its bytes
 
 
-def _buckets(s: Source, rows: list, rehydrate: bool) -> list[Bucket]:
+def _buckets(s: SourceCounts, rows: list, rehydrate: bool) -> list[Bucket]:
   scale = (s.documents if s.sampled_documents is None else s.sampled_documents) / s.documents
   out = []
   for first, last, r in rows:
@@ -189,7 +189,7 @@ def _buckets(s: Source, rows: list, rehydrate: bool) -> list[Bucket]:
   return out
 
 
-def plan(sources: dict[str, Source], cfg) -> dict:
+def plan(sources: dict[str, SourceCounts], cfg) -> dict:
   """The mixture for `cfg.tokens` training tokens under `cfg.rule` (configs/data.py `plan`)."""
   if cfg.rule not in RULES:
     raise ValueError(f"--config.plan.rule={cfg.rule!r}: expected {' | '.join(RULES)}")
@@ -251,7 +251,7 @@ def plan(sources: dict[str, Source], cfg) -> dict:
 
 # ----------------------------------------------------------------------------- tokens
 
-def attach_tokens(sources: dict[str, Source], cfg, records_dir: str | None,
+def attach_tokens(sources: dict[str, SourceCounts], cfg, records_dir: str | None,
                   tokenizer_report: str | None) -> tuple[str, list[str]]:
   """Sets `tokens` (and, with records, `documents`) of every source; returns (how, warnings)."""
   warnings: list[str] = []

@@ -33,7 +33,7 @@ API
     What a per-document function returns to remove a document.
 `run_units(tasks, work, *, workers, start_method, desc, unit, valid, adjust, in_order) -> Ran`
     The one resumable runner of every phase (download units, clean/dedup/filter shards, dedup
-    signatures, tokenize's encode step). A `Task(name, marker, args)` runs `work(args) -> dict`;
+    signatures, tokenize's encode step). A `Unit(name, marker, args)` runs `work(args) -> dict`;
     the runner then writes that dict as the unit's marker, last and atomically. Tasks with a
     marker are skipped on rerun (`valid` may reject a marker, e.g. another commit of a Hub
     file). `workers > 1` runs tasks in a process pool (`pool_map`, start method "fork" or
@@ -391,7 +391,7 @@ def event(name: str, **info) -> None:
 
 # ----------------------------------------------------------------------------- unit runner
 
-class Task(NamedTuple):
+class Unit(NamedTuple):
   """One unit of work of `run_units`."""
   name: str     # its result's key: shard name, download unit key
   marker: Path  # `<...>.done`: the unit's result, written last and atomically
@@ -433,10 +433,10 @@ def pool_map(fn: Callable, tasks: list, workers: int, *, start_method: str = "fo
       yield f.result()
 
 
-def run_units(tasks: list[Task], work: Callable[[Any], dict], *, workers: int = 1,
+def run_units(tasks: list[Unit], work: Callable[[Any], dict], *, workers: int = 1,
               start_method: str = "fork", desc: str = "units", unit: str = "shard",
-              valid: Callable[[Task, dict], bool] | None = None,
-              adjust: Callable[[Task, dict], Task | None] | None = None,
+              valid: Callable[[Unit, dict], bool] | None = None,
+              adjust: Callable[[Unit, dict], Unit | None] | None = None,
               in_order: Callable[[str, dict], None] | None = None) -> Ran:
   """Runs `work(task.args) -> dict` for every task without a marker, then writes its marker.
 
@@ -502,8 +502,8 @@ def total_stats(root: Path, results: dict) -> Stats:
   return total
 
 
-def wait_for(tasks: list[Task], timeout_s: float, who: str, processes: int,
-             valid: Callable[[Task, dict], bool] | None = None,
+def wait_for(tasks: list[Unit], timeout_s: float, who: str, processes: int,
+             valid: Callable[[Unit, dict], bool] | None = None,
              timeout_flag: str = "--config.dedup.wait_timeout_s") -> None:
   """Waits until every task has a (valid) marker, written by the process that owns it (task k
   belongs to process k % processes); a clear error after `timeout_s`."""
@@ -521,21 +521,21 @@ def wait_for(tasks: list[Task], timeout_s: float, who: str, processes: int,
     time.sleep(0.5)
 
 
-def _finished(t: Task, valid: Callable[[Task, dict], bool] | None) -> bool:
+def _finished(t: Unit, valid: Callable[[Unit, dict], bool] | None) -> bool:
   try:
     return t.marker.exists() and (valid is None or valid(t, json.loads(t.marker.read_text())))
   except (OSError, ValueError):   # being replaced right now
     return False
 
 
-def shard_tasks(root: Path, markers: Path, args: Callable[[Path, str], Any]) -> list[Task]:
+def shard_tasks(root: Path, markers: Path, args: Callable[[Path, str], Any]) -> list[Unit]:
   """One task per input shard of `root` (`args(path, name)`), its marker
   `<markers>/<shard name>.done`."""
   paths = list_shards(root)
   if not paths:
     raise FileNotFoundError(f"no *.jsonl / *.jsonl.gz shards under {root}")
   names = [shard_name(p, root) for p in paths]
-  return [Task(n, markers / (n + MARKER_SUFFIX), args(p, n)) for p, n in zip(paths, names)]
+  return [Unit(n, markers / (n + MARKER_SUFFIX), args(p, n)) for p, n in zip(paths, names)]
 
 
 # ----------------------------------------------------------------------------- per-shard phases

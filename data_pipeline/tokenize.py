@@ -159,7 +159,7 @@ def _stage_chunk(meta: np.ndarray, ids: np.ndarray, local: np.ndarray, counts: d
 
 def _write_shard(staged: Path, path: Path, dtype: str) -> None:
   """One ArrayRecord shard from its staging files (ids, lengths), read in chunks."""
-  with records.ShardWriter(str(path), dtype) as w, open(f"{staged}.ids", "rb") as fi, \
+  with records.RecordWriter(str(path), dtype) as w, open(f"{staged}.ids", "rb") as fi, \
        open(f"{staged}.len", "rb") as fl:
     while True:
       lengths = np.fromfile(fl, "<i8", count=_READ_DOCS)

@@ -118,7 +118,7 @@ class CommandFailed(Exception):
   """A step that failed; the message names the command. main() prints it and exits 1."""
 
 
-class Runner:
+class Shell:
   """Runs commands, or with dry_run prints each (shlex-quoted, one a line) and runs nothing."""
 
   def __init__(self, dry_run: bool):
@@ -321,7 +321,7 @@ def _need_workdir(args) -> None:
           "every worker", file=sys.stderr)
 
 
-def coordinator_ip(run: Runner, args) -> str:
+def coordinator_ip(run: Shell, args) -> str:
   res = run.call(endpoints_cmd(args), capture=True)
   if run.dry_run:
     return DRY_RUN_IP
@@ -332,13 +332,13 @@ def coordinator_ip(run: Runner, args) -> str:
                         f"{args.name}: {res.stdout[:300]!r}") from None
 
 
-def do_create(run: Runner, args, slc: Slice) -> None:
+def do_create(run: Shell, args, slc: Slice) -> None:
   run.call(create_cmd(args, slc))
   if args.queued and not args.no_wait:
     wait_active(run, args)
 
 
-def wait_active(run: Runner, args) -> None:
+def wait_active(run: Shell, args) -> None:
   """Polls a queued resource until ACTIVE; fails on FAILED/SUSPENDED."""
   while True:
     state = get_state(run, args)
@@ -351,7 +351,7 @@ def wait_active(run: Runner, args) -> None:
     time.sleep(args.poll_interval)
 
 
-def do_setup(run: Runner, args) -> None:
+def do_setup(run: Shell, args) -> None:
   if not args.repo:
     tarball = _local_tarball(args)
     if not run.dry_run:
@@ -376,7 +376,7 @@ def worker_argvs(args, slc: Slice, coordinator: str) -> list[list[str]]:
                      python=".venv/bin/swahili100") for i in range(slc.hosts)]
 
 
-def do_preflight(run: Runner, args, slc: Slice, ip: str = "") -> None:
+def do_preflight(run: Shell, args, slc: Slice, ip: str = "") -> None:
   """Runs swahili100.preflight on every worker at once; raises with every problem found."""
   ip = ip or (coordinator_ip(run, args) if slc.hosts > 1 else "127.0.0.1")
   cmds = [ssh_cmd(args, i, preflight_script(args, slc, f"{ip}:{args.preflight_port}", i))
@@ -398,7 +398,7 @@ def do_preflight(run: Runner, args, slc: Slice, ip: str = "") -> None:
         f"{json.dumps(v['versions'])}", file=sys.stderr)
 
 
-def do_run(run: Runner, args, slc: Slice) -> None:
+def do_run(run: Shell, args, slc: Slice) -> None:
   """Preflight (unless --skip-preflight), then training started detached on every worker."""
   ip = coordinator_ip(run, args) if slc.hosts > 1 else ""
   if not args.skip_preflight:
@@ -414,7 +414,7 @@ def do_run(run: Runner, args, slc: Slice) -> None:
       print(res.stdout.strip(), file=sys.stderr)
 
 
-def do_upload(run: Runner, args) -> None:
+def do_upload(run: Shell, args) -> None:
   if not (args.local_records or args.local_tokenizer):
     raise SystemExit("upload-data: pass --local-records DIR and/or --local-tokenizer FILE")
   if args.local_records:
@@ -436,7 +436,7 @@ DEAD = {"PREEMPTED", "TERMINATED", "UNKNOWN", "FAILED", "SUSPENDED"}
 NOT_FOUND = "NOT_FOUND"
 
 
-def get_state(run: Runner, args) -> str:
+def get_state(run: Shell, args) -> str:
   res = run.call(state_cmd(args), capture=True, check=False)
   if res.returncode:
     text = res.stderr.lower()
@@ -466,12 +466,12 @@ def done_marker(args) -> str:
   return f"{args.workdir.rstrip('/')}/" + args.done_marker.format(num_steps=num_steps(args))
 
 
-def is_done(run: Runner, args, marker: str) -> bool:
+def is_done(run: Shell, args, marker: str) -> bool:
   return run.call(_gcloud(args, "storage", "ls", marker), capture=True,
                   check=False).returncode == 0 and not run.dry_run
 
 
-def training_alive(run: Runner, args) -> bool:
+def training_alive(run: Shell, args) -> bool:
   """Whether worker 0 runs the trainer this launcher started (its pid file names a live pid)."""
   pid = f"{shlex.quote(args.remote_dir)}/{LOG_DIR}/train.pid"
   probe = f'kill -0 "$(cat {pid} 2>/dev/null)" 2>/dev/null'
@@ -479,7 +479,7 @@ def training_alive(run: Runner, args) -> bool:
                   timeout=args.ssh_timeout).returncode == 0
 
 
-def _launch(run: Runner, args, slc: Slice) -> bool:
+def _launch(run: Shell, args, slc: Slice) -> bool:
   """setup + preflight + run; False when the slice died under it (then the loop recreates)."""
   try:
     do_setup(run, args)
@@ -492,7 +492,7 @@ def _launch(run: Runner, args, slc: Slice) -> bool:
     raise
 
 
-def do_supervise(run: Runner, args, slc: Slice) -> None:
+def do_supervise(run: Shell, args, slc: Slice) -> None:
   marker = done_marker(args)
   if run.dry_run:  # one pass of the loop: first start, one poll, the end
     is_done(run, args, marker)
@@ -634,7 +634,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  run = Runner(args.dry_run)
+  run = Shell(args.dry_run)
   cmd = args.command
   try:
     if cmd == "create":

@@ -110,39 +110,35 @@ def compile_steps(config, topology: str, fast: bool = False) -> dict:
   devs = devices(topology)
   mesh = sharding.make_mesh(config.mesh, devs)
   sharding.check_batch(config.data.batch_size, mesh)
-  with config.unlocked():
-    config.runtime = engine.runtime(config, mesh)
   task = engine.Task("pretrain", loss_fn=functools.partial(lm.lm_loss,
                                                            z_loss=config.optim.z_loss),
-                     dataset=None)
+                     dataset=None)   # compile only: the step never sees data
   d, m = config.data, config.model
   B, T = d.batch_size, d.seq_len
   with jax.set_mesh(mesh):
-    model_cfg, graphdef, abstract_params, tx, _, p_shard, o_shard, step_fn = engine.build(
-        config, mesh, task)
+    prog = engine.build(config, mesh, task)
+    model_cfg, state = prog.model_cfg, prog.abstract
     rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     batch_s = sharding.batch_sharding(mesh)
     row = jax.ShapeDtypeStruct((B, T), jnp.int32, sharding=batch_s)
     batch = {k: row for k in ("inputs", "targets", "segment_ids", "positions", "mask")}
-    params = sharding.abstract(abstract_params, p_shard)
-    opt = sharding.abstract(jax.eval_shape(tx.init, abstract_params), o_shard)
-    scalar = jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)
     t0 = time.perf_counter()
-    lowered = step_fn.lower(params, opt, scalar, batch, scalar, None)
+    lowered = prog.step_fn.lower(state, batch, None)
     try:
       train = lowered.compile(options)
       mem = None
     except jax.errors.JaxRuntimeError as e:  # does not fit: XLA says how much it needed
-      mem = _out_of_memory(e, _per_device_bytes((params, opt)))
+      mem = _out_of_memory(e, _per_device_bytes((state.params, state.opt_state)))
       if mem is None:
         raise
       train = None
     train_s = time.perf_counter() - t0
-    eval_fn = jax.jit(functools.partial(lm.eval_step, graphdef=graphdef),
-                      in_shardings=(p_shard, batch_s, rep))
+    eval_fn = jax.jit(functools.partial(lm.eval_step, graphdef=prog.graphdef),
+                      in_shardings=(jax.tree.map(lambda a: a.sharding, state.params), batch_s,
+                                    rep))
     table = jax.ShapeDtypeStruct((m.vocab_size,), jnp.int32, sharding=rep)
     t0 = time.perf_counter()
-    evaluate = eval_fn.lower(params, batch, table).compile(options) if train else None
+    evaluate = eval_fn.lower(state.params, batch, table).compile(options) if train else None
     eval_s = time.perf_counter() - t0
   device = devs[0]
   hbm = flops.hbm_bytes(device)

@@ -18,13 +18,14 @@ import json
 import sys
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 from etils import epath
 from flax import nnx
 
-from swahili100 import config_lib, distributed, fs
+from swahili100 import config_lib, distributed, fs, lm
 from swahili100 import model as model_lib
 from swahili100 import sharding
 
@@ -97,16 +98,18 @@ def manager(workdir: str, train_cfg) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(checkpoints_dir(workdir), options=options)
 
 
-def save(mngr, step: int, params, opt_state, meta: dict, data_state: dict, force=False) -> bool:
+def save(mngr, step: int, state: lm.TrainState, meta: dict, data_state: dict,
+         force=False) -> bool:
+  """Saves the state's parameters and optimizer state, `meta` and the data position at `step`."""
   meta = {**meta, "process_count": jax.process_count()}
   return mngr.save(step, force=force, args=ocp.args.Composite(
-      params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
+      params=ocp.args.StandardSave(state.params),
+      opt_state=ocp.args.StandardSave(state.opt_state),
       meta=ocp.args.JsonSave(meta), data=DataStateSave(data_state)))
 
 
-def restore(mngr, step: int, abstract_params, abstract_opt_state):
-  """(params, opt_state, meta, this process's data state) of `step`, in the abstract trees'
-  shardings."""
+def restore(mngr, step: int, abstract: lm.TrainState):
+  """(state, meta, this process's data state) of `step`, in the shardings of `abstract`."""
   meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
   saved = meta.get("process_count", 1)
   if saved != jax.process_count():
@@ -116,19 +119,22 @@ def restore(mngr, step: int, abstract_params, abstract_opt_state):
         "remapped. Resume with the process count that wrote it, or start a new --workdir from "
         f"these weights with --config.train.init_from={mngr.directory}/{step}")
   out = mngr.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(abstract_params),
-      opt_state=ocp.args.StandardRestore(abstract_opt_state),
+      params=ocp.args.StandardRestore(abstract.params),
+      opt_state=ocp.args.StandardRestore(abstract.opt_state),
       data=DataStateRestore()))
-  return out.params, out.opt_state, meta, out.data
+  state = lm.TrainState(out.params, out.opt_state,
+                        jax.device_put(jnp.int32(step), abstract.step.sharding),
+                        jax.device_put(jnp.int32(-1), abstract.first_bad.sharding))
+  return state, meta, out.data
 
 
-def restore_newest_good(mngr, workdir: str, step: int, abstract_params, abstract_opt_state,
+def restore_newest_good(mngr, workdir: str, step: int, abstract: lm.TrainState,
                         timeout_s: float):
   """`restore` of `step`, else of the newest older step that reads; an unreadable step is
   reported and moved aside so later saves of that step are not skipped. Returns (step, ...)."""
   while True:
     try:
-      return (step, *restore(mngr, step, abstract_params, abstract_opt_state))
+      return (step, *restore(mngr, step, abstract))
     except CheckpointError:
       raise
     except Exception as e:  # noqa: BLE001 (tensorstore/Orbax raise many types for a bad file)

@@ -13,11 +13,12 @@ with all processes agreeing on the step, automatic or explicit bit-exact resume 
 past an unreadable checkpoint), the NaN/Inf guard, and evaluation hooks at eval steps.
 """
 
+import copy
 import dataclasses
 import functools
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,7 @@ from swahili100 import checkpoint, distributed, flops, fs, lm, metrics, optim, s
 from swahili100 import model as model_lib
 
 # config.model fields whose change makes a resumed run a different run; the resolved back-end
-# switches are compared through config.runtime.
+# switches are compared through the recorded `runtime`.
 RUNTIME_KEYS = ("attention", "layout_vjps", "causal_chunks")
 
 
@@ -37,7 +38,7 @@ class Task:
 
   loss_fn:   (params, graphdef, frozen, batch) -> (objective_sum, sums with 'weight'); see lm.py.
   dataset:   (process_index, process_count) -> a checkpointable Grain IterDataset yielding this
-             process's share of each global batch, forever.
+             process's share of each global batch, forever (None: compiled, never run: `aot`).
   init_from: a checkpoint whose parameters start training (the base model of SFT and DPO).
   frozen_from: a checkpoint loaded as `frozen`, sharded like the parameters, never trained.
   evals:     hooks (step, params, graphdef, mesh) -> dict of metrics, run under the mesh at eval
@@ -46,17 +47,21 @@ class Task:
              config.data's batch of rows).
   resume_keys: config sections or keys whose change makes resuming the run a different run,
              or its saved optimizer state or data position unreadable (Grain worker processes
-             keep their own state); refused. The resolved numerics switches of config.runtime always count.
+             keep their own state); refused. The resolved numerics switches of `runtime` always
+             count.
+  record:    what the stage resolved from its inputs, for config.json (the config stays as given).
   """
   name: str
   loss_fn: Callable
-  dataset: Callable[[int, int], Any]
+  dataset: Callable[[int, int], Any] | None
   init_from: str | None = None
   frozen_from: str | None = None
   evals: Sequence[Callable] = ()
   tokens_per_step: int | None = None
   flops_per_step: float | None = None
   resume_keys: Sequence[str] = ("model", "optim.name", "data.worker_count")
+  record: dict = dataclasses.field(default_factory=dict)   # dotted key -> what the stage
+  #           resolved (e.g. data.mixture_plan), recorded in config.json beside the config
 
 
 def _resolved_model(config, mesh) -> model_lib.ModelConfig:
@@ -65,13 +70,36 @@ def _resolved_model(config, mesh) -> model_lib.ModelConfig:
 
 
 def runtime(config, mesh) -> dict:
-  """What the run resolved from `auto` and the machine: recorded in config.json."""
+  """What the run resolved from `auto` and the machine: recorded in config.json as `runtime`."""
   m = _resolved_model(config, mesh)
   device = mesh.devices.flat[0]
   return {"attention": m.attention, "layout_vjps": m.layout_vjps, "causal_chunks": m.causal_chunks,
           "platform": device.platform, "device_kind": getattr(device, "device_kind", ""),
           "devices": int(mesh.devices.size), "processes": jax.process_count(),
           "mesh": dict(mesh.shape), "jax": jax.__version__}
+
+
+def recorded(config, resolved: dict):
+  """config.json's content: a copy of `config` with `resolved` (dotted key -> value: the stage's
+  record, `runtime`, absolute data paths) written in. The config itself is never written to, so
+  a function given a config sees only its inputs; run folders keep the layout they always had."""
+  rec = copy.deepcopy(config)
+  for key, value in resolved.items():
+    *path, last = key.split(".")
+    node = rec
+    for part in path:
+      node = node[part]
+    with node.unlocked():
+      node[last] = value
+  return rec
+
+
+def resolve(config, mesh, task: Task) -> dict:
+  """Everything `run` resolves, in the order config.json has always listed it."""
+  paths = {f"data.{k}": fs.absolute(config.data[k]) for k in ("records_dir", "tokenizer",
+                                                               "mixture") if config.data.get(k)}
+  # absolute in config.json, so evaluate/generate/export work from any directory
+  return {**task.record, "runtime": runtime(config, mesh), **paths}
 
 
 def _flat(config, key: str) -> dict:
@@ -105,24 +133,36 @@ def check_resumable(workdir: str, config, keys=("model",)) -> None:
         "resume with the saved values or start a new --workdir")
 
 
-def build(config, mesh, task: Task):
-  """(resolved model config, graphdef, abstract params, optimizer, lr schedule, parameter and
-  optimizer-state shardings, jitted train step) of a run: what training and `aot` compile."""
+class Program(NamedTuple):
+  """What training and `aot` compile for a run: the model, its optimizer and the jitted step."""
+  model_cfg: model_lib.ModelConfig
+  graphdef: Any
+  tx: Any                        # the optax optimizer
+  lr_fn: Callable[[int], Any]    # step -> learning rate (logged)
+  abstract: lm.TrainState        # shapes, dtypes and shardings of the state
+  step_fn: Callable              # (state, batch, frozen) -> (state, metrics), jitted
+
+
+def build(config, mesh, task: Task) -> Program:
+  """The model, optimizer, sharded abstract state and jitted train step of a run."""
   model_cfg = _resolved_model(config, mesh)
   abstract_model = nnx.eval_shape(lambda: model_lib.Transformer(model_cfg, rngs=nnx.Rngs(0)))
   graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
   tx, lr_fn = optim.make(config.optim, config.train.num_steps)
-  p_shard = sharding.param_shardings(abstract_params, mesh)
-  o_shard = sharding.param_shardings(jax.eval_shape(tx.init, abstract_params), mesh)
+  abstract_opt = jax.eval_shape(tx.init, abstract_params)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  f_shard = p_shard if task.frozen_from else None
+  shardings = lm.TrainState(sharding.param_shardings(abstract_params, mesh),
+                            sharding.param_shardings(abstract_opt, mesh), replicated, replicated)
+  scalar = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
+  abstract = lm.TrainState(sharding.abstract(abstract_params, shardings.params),
+                           sharding.abstract(abstract_opt, shardings.opt_state), scalar, scalar)
   step_fn = jax.jit(
       functools.partial(lm.train_step, graphdef=graphdef, tx=tx, loss_fn=task.loss_fn,
                         grad_accum=config.optim.grad_accum),
-      in_shardings=(p_shard, o_shard, replicated, sharding.batch_sharding(mesh), replicated,
-                    f_shard),
-      out_shardings=(p_shard, o_shard, replicated, replicated), donate_argnums=(0, 1))
-  return model_cfg, graphdef, abstract_params, tx, lr_fn, p_shard, o_shard, step_fn
+      in_shardings=(shardings, sharding.batch_sharding(mesh),
+                    shardings.params if task.frozen_from else None),
+      out_shardings=(shardings, replicated), donate_argnums=(0,))
+  return Program(model_cfg, graphdef, tx, lr_fn, abstract, step_fn)
 
 
 def run(config, workdir: str, task: Task, resume: str | None = None) -> int:
@@ -131,24 +171,19 @@ def run(config, workdir: str, task: Task, resume: str | None = None) -> int:
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch(config.data.batch_size, mesh)
   workdir = fs.absolute(workdir)
-  with config.unlocked():
-    config.runtime = runtime(config, mesh)
-    # absolute in config.json, so evaluate/generate/export work from any directory
-    for key in ("records_dir", "tokenizer", "mixture"):
-      if config.data.get(key):
-        config.data[key] = fs.absolute(config.data[key])
+  record = recorded(config, resolve(config, mesh, task))
   t_cfg = config.train
   mngr = checkpoint.manager(workdir, t_cfg)
   start = checkpoint.resolve_resume(workdir, resume, mngr)
   if start is not None:
-    check_resumable(workdir, config, task.resume_keys)
+    check_resumable(workdir, record, task.resume_keys)
   if start is not None and start >= t_cfg.num_steps:
     print(f"{workdir} already reached step {start} of {t_cfg.num_steps}; nothing to train "
           "(raise --config.train.num_steps to continue)", flush=True)
     mngr.close()
     return 0
   if distributed.is_main():  # written only once the resume point is known to be valid
-    fs.write_text(fs.join(workdir, "config.json"), config.to_json_best_effort(indent=2) + "\n")
+    fs.write_text(fs.join(workdir, "config.json"), record.to_json_best_effort(indent=2) + "\n")
   with jax.set_mesh(mesh), distributed.Preemption() as preempt:
     attempt = _Run(config, workdir, task, mesh, mngr, start)
     try:
@@ -163,28 +198,31 @@ class _Run:
   def __init__(self, config, workdir, task, mesh, mngr, start):
     self.config, self.workdir, self.task, self.mesh, self.mngr = config, workdir, task, mesh, mngr
     t_cfg, d_cfg = config.train, config.data
-    (self.model_cfg, self.graphdef, abstract_params, tx, self.lr_fn, p_shard, o_shard,
-     self.step_fn) = build(config, mesh, task)
-    abstract_p = sharding.abstract(abstract_params, p_shard)
-    abstract_o = sharding.abstract(jax.eval_shape(tx.init, abstract_params), o_shard)
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    prog = build(config, mesh, task)
+    self.model_cfg, self.graphdef, self.lr_fn, self.step_fn = (
+        prog.model_cfg, prog.graphdef, prog.lr_fn, prog.step_fn)
+    shardings = jax.tree.map(lambda a: a.sharding, prog.abstract)
     self.timeout = float(t_cfg.get("barrier_timeout_s", 1800))
     self.batches = iter(task.dataset(jax.process_index(), jax.process_count()))
     restored = None
     if start is not None:
-      restored = checkpoint.restore_newest_good(mngr, workdir, start, abstract_p, abstract_o,
+      restored = checkpoint.restore_newest_good(mngr, workdir, start, prog.abstract,
                                                 self.timeout)
     if restored is None:
       init_from = t_cfg.get("init_from") or task.init_from
       if init_from:
-        self.params = checkpoint.load_params(init_from, abstract_p)
+        params = checkpoint.load_params(init_from, prog.abstract.params)
       else:
-        self.params = jax.jit(lambda: nnx.split(model_lib.Transformer(
-            self.model_cfg, rngs=nnx.Rngs(t_cfg.seed)), nnx.Param)[1], out_shardings=p_shard)()
-      self.opt_state = jax.jit(tx.init, out_shardings=o_shard)(self.params)
+        params = jax.jit(lambda: nnx.split(model_lib.Transformer(
+            self.model_cfg, rngs=nnx.Rngs(t_cfg.seed)), nnx.Param)[1],
+            out_shardings=shardings.params)()
+      opt_state = jax.jit(prog.tx.init, out_shardings=shardings.opt_state)(params)
+      self.state = lm.TrainState(params, opt_state,
+                                 jax.device_put(jnp.int32(0), shardings.step),
+                                 jax.device_put(jnp.int32(-1), shardings.first_bad))
       self.start = 0
     else:
-      self.start, self.params, self.opt_state, meta, data_state = restored
+      self.start, self.state, meta, data_state = restored
       self.batches.set_state(data_state)
       for key, now in (("seed", t_cfg.seed), ("shuffle_seed", d_cfg.shuffle_seed)):
         if meta.get(key, now) != now:
@@ -193,9 +231,8 @@ class _Run:
       if distributed.is_main():
         print(f"resumed from {workdir}/checkpoints/{self.start}", flush=True)
     distributed.barrier("restored", self.timeout)
-    self.frozen = checkpoint.load_params(task.frozen_from, abstract_p) if task.frozen_from \
-        else None
-    self.first_bad = jax.device_put(jnp.int32(-1), replicated)
+    self.frozen = checkpoint.load_params(task.frozen_from, prog.abstract.params) \
+        if task.frozen_from else None
     self.is_main = distributed.is_main()
     self.log = metrics.MetricsWriter(workdir, enabled=self.is_main, resume_step=self.start)
     self.progress = metrics.Progress(t_cfg.num_steps, self.start, enabled=self.is_main)
@@ -217,7 +254,7 @@ class _Run:
   def evaluate(self, step: int) -> None:
     row = {"step": step}
     for hook in self.task.evals:
-      row.update(hook(step, self.params, self.graphdef, self.mesh))
+      row.update(hook(step, self.state.params, self.graphdef, self.mesh))
     if len(row) > 1:
       self.log.write(row)
       if self.is_main:
@@ -227,14 +264,13 @@ class _Run:
 
   def save(self, step: int) -> int:
     """Saves `step` unless a step so far was not finite; returns that step, or -1."""
-    bad = int(self.first_bad)
+    bad = int(self.state.first_bad)
     if bad >= 0:
       return bad
     # No op in the step draws randomness (no dropout), so the RNG state is its seeds.
     meta = {"step": step, "seed": self.config.train.seed,
             "shuffle_seed": self.config.data.shuffle_seed}
-    checkpoint.save(self.mngr, step, self.params, self.opt_state, meta,
-                    self.batches.get_state(), force=True)
+    checkpoint.save(self.mngr, step, self.state, meta, self.batches.get_state(), force=True)
     return -1
 
   def nan_exit(self, bad: int) -> int:
@@ -252,8 +288,7 @@ class _Run:
     t_last, step_last, compile_s = time.perf_counter(), self.start, None
     for step in range(self.start, t_cfg.num_steps):
       batch = sharding.shard_batch(next(self.batches), mesh)
-      self.params, self.opt_state, self.first_bad, m = self.step_fn(
-          self.params, self.opt_state, self.first_bad, batch, jnp.int32(step), self.frozen)
+      self.state, m = self.step_fn(self.state, batch, self.frozen)
       done = step + 1
       if compile_s is None:
         jax.block_until_ready(m)
@@ -261,8 +296,8 @@ class _Run:
         t_last, step_last = time.perf_counter(), done
       if done % t_cfg.log_every == 0 or done == t_cfg.num_steps:  # the only host syncs
         m = jax.device_get(m)
-        if int(self.first_bad) >= 0:
-          return self.nan_exit(int(self.first_bad))
+        if int(self.state.first_bad) >= 0:
+          return self.nan_exit(int(self.state.first_bad))
         now = time.perf_counter()
         secs = max(now - t_last, 1e-9)
         row = {"step": done, "loss": float(m["loss"]), "lr": float(self.lr_fn(step)),

@@ -15,13 +15,14 @@ Batches are dicts of int32 [B, T] arrays: `inputs`, `targets`, `segment_ids`, `p
 
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import tokenizers
-from flax import nnx
+from flax import nnx, struct
 
 from swahili100 import config_lib, fs
 
@@ -77,15 +78,25 @@ def dpo_loss(params, graphdef, frozen, batch, *, beta: float):
                            "weight": jnp.float32(margin_B.shape[0])}
 
 
-def train_step(params, opt_state, first_bad, batch, step, frozen, *, graphdef, tx, loss_fn,
-               grad_accum: int):
-  """One optimizer update over `grad_accum` micro-batches; returns new state and metrics.
+@struct.dataclass
+class TrainState:
+  """Everything a training step reads and writes: the jitted step takes and returns it, the
+  engine holds it, `aot` lowers it, checkpoints store its parameters and optimizer state."""
+  params: Any
+  opt_state: Any
+  step: jax.Array        # [] int32: updates done
+  first_bad: jax.Array   # [] int32: first step whose loss or gradient was not finite; -1 if none
+
+
+def train_step(state: TrainState, batch, frozen, *, graphdef, tx, loss_fn,
+               grad_accum: int) -> tuple[TrainState, dict]:
+  """One optimizer update over `grad_accum` micro-batches; returns the new state and metrics.
 
   Metrics are the loss function's sums divided by their `weight` (the loss, DPO's reward
-  accuracy, ...), the global gradient norm, and `weight` itself. `first_bad` is the first step
-  whose loss or gradient was not finite (-1 while all were): kept on device so the host only
-  syncs on it at log and checkpoint steps.
+  accuracy, ...), the global gradient norm, and `weight` itself. `first_bad` stays on device so
+  the host only syncs on it at log and checkpoint steps.
   """
+  params = state.params
   grad_fn = jax.grad(lambda p, b: loss_fn(p, graphdef, frozen, b), has_aux=True)
   if grad_accum == 1:
     grads, sums = grad_fn(params, batch)
@@ -103,13 +114,13 @@ def train_step(params, opt_state, first_bad, batch, step, frozen, *, graphdef, t
     (grads, sums), _ = jax.lax.scan(body, zeros, micro)
   weight = jnp.maximum(sums["weight"], 1.0)
   grads = jax.tree.map(lambda g: g / weight, grads)
-  updates, opt_state = tx.update(grads, opt_state, params)
+  updates, opt_state = tx.update(grads, state.opt_state, params)
   params = optax.apply_updates(params, updates)
   metrics = {k: v / weight for k, v in sums.items() if k != "weight"}
   metrics.update(grad_norm=optax.tree.norm(grads), weight=sums["weight"])
   finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
-  first_bad = jnp.where((first_bad < 0) & ~finite, step, first_bad)
-  return params, opt_state, first_bad, metrics
+  first_bad = jnp.where((state.first_bad < 0) & ~finite, state.step, state.first_bad)
+  return TrainState(params, opt_state, state.step + 1, first_bad), metrics
 
 
 def eval_step(params, batch, token_bytes_V, *, graphdef):

@@ -78,7 +78,7 @@ def write_array(path: str, array: np.ndarray) -> None:
   os.replace(path + ".tmp", path)
 
 
-class ShardWriter:
+class RecordWriter:
   """Writes one ArrayRecord shard atomically: records go to `<path>.tmp`, renamed on close."""
 
   def __init__(self, path: str, dtype: str):

@@ -62,7 +62,7 @@ def write_records(records_dir: str, tokenizer_path: str, train_docs, val_docs, s
     n = shards if split == "train" else 1
     for s in range(n):
       name = records.shard_name(split, s, n)
-      with records.ShardWriter(os.path.join(records_dir, name), dtype) as w:
+      with records.RecordWriter(os.path.join(records_dir, name), dtype) as w:
         for doc in docs[s::n]:
           ids = tok.encode(doc).ids + [special_tokens.EOS_ID]
           w.write(ids)

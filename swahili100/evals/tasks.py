@@ -70,7 +70,7 @@ TEXT_SENTENCES = 2  # masakhanews_text: sentences of the article that stand in f
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
+class EvalTask:
   """A zero-shot multiple-choice task over one data file."""
   name: str
   fmt: str                                # format of `--data TASK=PATH`: jsonl | tsv
@@ -111,14 +111,14 @@ def _lower_first(choice: str) -> str:
   return choice[0].lower() + choice[1:]
 
 
-def _cloze(name: str, fmt: str, columns, hub, context, label_column, item_id) -> Task:
+def _cloze(name: str, fmt: str, columns, hub, context, label_column, item_id) -> EvalTask:
   words = LABEL_WORDS[name.split("_")[0]]
-  return Task(name, fmt, tuple(columns), hub, context, lambda item: list(words.values()),
+  return EvalTask(name, fmt, tuple(columns), hub, context, lambda item: list(words.values()),
               lambda item: item[label_column], item_id, labels=tuple(words))
 
 
 TASKS = {t.name: t for t in [
-    Task("xcopa", "jsonl", ("premise", "choice1", "choice2", "question", "label"),
+    EvalTask("xcopa", "jsonl", ("premise", "choice1", "choice2", "question", "label"),
          ("cambridgeltl/xcopa", "sw/test-00000-of-00001.parquet", "main", "parquet"),
          _xcopa_context,
          lambda item: [_lower_first(item["choice1"]), _lower_first(item["choice2"])],
@@ -141,13 +141,13 @@ TASKS = {t.name: t for t in [
 NAMES = (*TASKS, "bpb")
 
 
-def get(name: str, flag: str = "--tasks") -> Task:
+def get(name: str, flag: str = "--tasks") -> EvalTask:
   if name not in TASKS:
     raise EvalDataError(f"{flag}: unknown task {name!r}; choose from {', '.join(NAMES)}")
   return TASKS[name]
 
 
-def describe(task: Task, spec: str) -> str:
+def describe(task: EvalTask, spec: str) -> str:
   """The `data` field of a task's figures: the file, or hub:<repo>/<file>@<revision>."""
   if spec == datasets.HUB:
     repo, filename, revision, _ = task.hub
@@ -155,7 +155,7 @@ def describe(task: Task, spec: str) -> str:
   return spec
 
 
-def load(task: Task, spec: str, limit: int = 0, cache_dir: str | None = None,
+def load(task: EvalTask, spec: str, limit: int = 0, cache_dir: str | None = None,
          flag: str = "--data") -> tuple[list[dict], str]:
   """(items with an `id`, description of the data) from a local file or `hub`; the first
   `limit` items when limit > 0. Every item's answer is checked here, naming the file and row."""
@@ -180,7 +180,7 @@ def load(task: Task, spec: str, limit: int = 0, cache_dir: str | None = None,
   return items, data
 
 
-def requests(task: Task, items: list[dict], tok) -> list[tuple[list[int], list[int]]]:
+def requests(task: EvalTask, items: list[dict], tok) -> list[tuple[list[int], list[int]]]:
   """Every (context ids, choice ids) request, item by item, choice by choice."""
   return [scoring.encode_pair(tok, task.context(item), task.delimiter + choice, PREFIX_ID)
           for item in items for choice in task.choices(item)]
@@ -192,7 +192,7 @@ def stderr(values) -> float | None:
   return float(np.std(v, ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None
 
 
-def score(task: Task, items: list[dict], scores) -> tuple[dict, list[dict]]:
+def score(task: EvalTask, items: list[dict], scores) -> tuple[dict, list[dict]]:
   """(metrics, per-item rows) from each request's (log-likelihood, is_greedy)."""
   rows, k = [], 0
   for item in items:
@@ -220,7 +220,7 @@ def score(task: Task, items: list[dict], scores) -> tuple[dict, list[dict]]:
   return metrics, rows
 
 
-def run(task: Task, items: list[dict], tok, score_fn) -> tuple[dict, list[dict]]:
+def run(task: EvalTask, items: list[dict], tok, score_fn) -> tuple[dict, list[dict]]:
   """`score` of the scores `score_fn(requests)` gives (the JAX scorer, or any other)."""
   return score(task, items, score_fn(requests(task, items, tok)))
 
