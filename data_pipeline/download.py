@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import fnmatch
 import gzip
+import io
 import json
 import lzma
 import os
@@ -33,6 +34,13 @@ import sys
 import urllib.request
 from pathlib import Path
 from typing import Iterator
+
+from tqdm import tqdm
+
+try:   # optional: only .jsonl.zst inputs need it
+  import zstandard
+except ImportError:
+  zstandard = None
 
 from data_pipeline import shards
 
@@ -161,11 +169,8 @@ def _rows(u: InputFile, path: Path, text_field: str, txt_mode: str, stats: shard
     yield from shards.read_shard(path, stats, name=f"{u.source}/{path.name}", removed=removed,
                                  max_line_bytes=max_line_bytes)
   elif n.endswith(".jsonl.zst"):
-    try:
-      import zstandard
-    except ImportError as e:
-      raise SourceUnavailable(f"{n}: .zst needs `pip install zstandard`") from e
-    import io
+    if zstandard is None:
+      raise SourceUnavailable(f"{n}: .zst needs `pip install zstandard`")
     with open(path, "rb") as raw:
       r = zstandard.ZstdDecompressor().stream_reader(raw)
       yield from _rows_jsonl_stream(io.TextIOWrapper(r, encoding="utf-8", errors="replace"))
@@ -319,7 +324,6 @@ def fetch_url(url: str, folder: Path, *, timeout: float = 15) -> Path:
   with urllib.request.urlopen(req, timeout=timeout) as r:
     status = getattr(r, "status", None) or 200
     mode = "ab" if have and status == 206 else "wb"
-    from tqdm import tqdm
     total = r.headers.get("Content-Length")
     with open(part, mode) as f, tqdm(total=int(total) if total else None, unit="B",
                                      unit_scale=True, desc=dest.name, file=sys.stderr,

@@ -22,6 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+from lingua import Language, LanguageDetectorBuilder
+from py3langid import langid
+
+from data_pipeline import make_sample
+
 # Languages a Swahili crawl mixes with (lingua names). Kinyarwanda/Kirundi, Kikuyu, Lingala and
 # Chichewa have no lingua model; the evaluation below measures how they are scored.
 LINGUA_LANGUAGES = ("SWAHILI", "ENGLISH", "FRENCH", "SOMALI", "GANDA", "ZULU", "XHOSA", "SHONA",
@@ -52,7 +57,6 @@ class Detector:
   def _build(self):
     n = self.name
     if n.startswith("lingua"):
-      from lingua import Language, LanguageDetectorBuilder
       b = (LanguageDetectorBuilder.from_all_languages() if n == "lingua-all" else
            LanguageDetectorBuilder.from_languages(*[getattr(Language, x) for x in self.languages]))
       if n == "lingua-restricted-low":
@@ -69,7 +73,6 @@ class Detector:
         return top, conf
       return score
     if n.startswith("py3langid"):
-      from py3langid import langid
       ident = langid._load_identifier(  # noqa: SLF001 (the package's own loader)
           norm_probs=True, langs=list(_PY3LANGID_SET) if n == "py3langid-restricted" else None)
 
@@ -175,7 +178,6 @@ def _sentences(text: str) -> list[str]:
 def evaluation_set(shared: Path, per_source: int = 200) -> dict[str, list[tuple[str, str]]]:
   """{group: [(label, text)]}: Swahili from ../shared/data (formal and code-switched tweets), and
   the negatives above plus data_pipeline/make_sample.FOREIGN. Deterministic."""
-  from data_pipeline import make_sample
   groups: dict[str, list[tuple[str, str]]] = {}
   news = []
   with gzip.open(shared / "sw-news" / "part-00001.jsonl.gz", "rt", encoding="utf-8") as f:

@@ -45,7 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from data_pipeline import shards
+from swahili100 import records
 
 RULES = ("muennighoff", "rehydrate")
 
@@ -113,7 +116,6 @@ def repeats(cluster_size, table: dict):
   """FineWeb-2's copies of a document by its dedup cluster size: the entry of the largest key
   <= size (sizes below 1, i.e. unknown, count as 1). Takes an int or an int array (e.g.
   `records.read_source_index(...).cluster_size`, for a loader that rehydrates records)."""
-  import numpy as np
   keys = np.array(sorted(int(k) for k in table))
   values = np.array([int(table[str(k)]) for k in keys])
   i = np.searchsorted(keys, np.maximum(cluster_size, 1), side="right") - 1
@@ -256,7 +258,6 @@ def attach_tokens(sources: dict[str, SourceCounts], cfg, records_dir: str | None
   """Sets `tokens` (and, with records, `documents`) of every source; returns (how, warnings)."""
   warnings: list[str] = []
   if records_dir:
-    from swahili100 import records
     manifest = records.read_manifest(records_dir)
     path = Path(records_dir) / records.MANIFEST
     manifest.shard_paths(records_dir, cfg.split)   # names the fix for a missing split

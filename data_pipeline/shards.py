@@ -72,9 +72,15 @@ import sys
 import time
 import warnings
 import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
+
+from tqdm import tqdm
+
+from configs import data as data_config
+from swahili100 import config_lib
 
 SHARD_SUFFIXES = (".jsonl", ".jsonl.gz")
 MARKER_SUFFIX = ".done"
@@ -425,7 +431,6 @@ def pool_map(fn: Callable, tasks: list, workers: int, *, start_method: str = "fo
   if workers <= 1 or len(tasks) <= 1:
     yield from map(fn, tasks)
     return
-  from concurrent.futures import ProcessPoolExecutor, as_completed
   ctx = multiprocessing.get_context(start_method)
   with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
                            initializer=set_event_hook, initargs=(_hook,)) as ex:
@@ -463,7 +468,6 @@ def run_units(tasks: list[Unit], work: Callable[[Any], dict], *, workers: int = 
       in_order(tasks[delivered].name, results[tasks[delivered].name])
       delivered += 1
 
-  from tqdm import tqdm
   bar = tqdm(total=len(tasks), initial=len(skipped), desc=desc, unit=unit, file=sys.stderr,
              disable=None)
   deliver()
@@ -619,8 +623,6 @@ def parse_cli(argv: list[str] | None, prog: str, doc: str, section: str,
   `config_lib`, through `parser.error`), then every flag that was given is copied onto the key of
   its name in `section` or `runner`, so explicit flags win. `check(args)` may return a usage
   error, reported like argparse's own."""
-  from configs import data as data_config  # noqa: PLC0415
-  from swahili100 import config_lib  # noqa: PLC0415
   cfg = data_config.get_config()
   r = cfg.runner
   p = argparse.ArgumentParser(

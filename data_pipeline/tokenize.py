@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tokenizers
 
 from data_pipeline import shards
 from data_pipeline.train_tokenizer import id_unit
@@ -47,7 +48,6 @@ PARTS = "parts"
 
 
 def _load_tokenizer(path: str):
-  import tokenizers
   tok = tokenizers.Tokenizer.from_file(path)
   tok.encode_special_tokens = True   # "<|endoftext|>" inside a document is text, not EOS
   return tok

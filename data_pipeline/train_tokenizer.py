@@ -25,8 +25,11 @@ import time
 import unicodedata
 from pathlib import Path
 
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tqdm import tqdm
+
 from data_pipeline import shards
-from swahili100 import special_tokens
+from swahili100 import records, special_tokens
 
 TOKENIZER_FILE = "swahili_bpe.json"
 REPORT_FILE = "report.json"
@@ -42,7 +45,6 @@ def id_unit(doc_id: str) -> float:
 
 def build(vocab_size: int, min_frequency: int, pretokenizer: str = "gpt2"):
   """(untrained tokenizer, trainer) of the project's byte-level BPE."""
-  from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
   tok = Tokenizer(models.BPE())
   tok.normalizer = normalizers.NFC()
   if pretokenizer == "gpt2":
@@ -111,7 +113,6 @@ def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldo
   counts = {"train_docs": 0, "train_bytes": 0, "heldout_docs": 0, "empty": 0}
 
   def texts():
-    from tqdm import tqdm
     bar = tqdm(desc="train-tokenizer", unit="doc", file=sys.stderr, disable=None)
     for _, doc in shards.iter_docs(input_path, stats, max_line_bytes=max_line_bytes):
       bar.update(1)
@@ -146,7 +147,6 @@ def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldo
   tmp = out / (TOKENIZER_FILE + ".tmp")
   tok.save(str(tmp))
   os.replace(tmp, out / TOKENIZER_FILE)
-  from swahili100 import records
   report = {
       "tokenizer": str(out / TOKENIZER_FILE), "sha256": records.sha256_file(str(out / TOKENIZER_FILE)),
       "vocab_size": tok.get_vocab_size(), "special_tokens": dict(special_tokens.IDS),

@@ -36,6 +36,12 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+try:   # optional: the launcher also runs where the package's dependencies are not installed
+  from swahili100 import config_lib
+  CONFIG_LIB_ERROR = ""
+except ImportError as e:
+  config_lib, CONFIG_LIB_ERROR = None, str(e)
 DRY_RUN_IP = "WORKER0_IP"  # stands in for worker 0's internal IP when nothing is looked up
 LOG_DIR = "launcher-logs"  # under --remote-dir on every worker; setup keeps it and .venv
 
@@ -452,12 +458,9 @@ def num_steps(args) -> int:
     key, eq, value = args.overrides[i].partition("=")
     if key == "--config.train.num_steps":
       return int(value if eq else args.overrides[i + 1])
-  sys.path.insert(0, REPO)
-  try:
-    from swahili100 import config_lib
-  except ImportError as e:
-    raise SystemExit(f"supervise: cannot read {args.config} here ({e}); pass --num-steps N") \
-        from None
+  if config_lib is None:
+    raise SystemExit(f"supervise: cannot read {args.config} here ({CONFIG_LIB_ERROR}); pass "
+                     "--num-steps N")
   spec = args.config if os.path.isabs(args.config) else os.path.join(REPO, args.config)
   return int(config_lib.load(spec).train.num_steps)
 

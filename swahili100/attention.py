@@ -24,6 +24,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
 
 from swahili100 import config_lib
 
@@ -113,8 +115,6 @@ def _cudnn_attention(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT):
 
 def _splash_kernel(T: int, N: int, block: int, interpret: bool = False):
   # built per trace: the kernel holds arrays, so caching it across traces would leak tracers
-  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
-  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
   mask = sm.MultiHeadMask([sm.CausalMask((T, T)) for _ in range(N)])
   sizes = sk.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block,
                         block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
@@ -124,7 +124,6 @@ def _splash_kernel(T: int, N: int, block: int, interpret: bool = False):
 
 
 def _splash_local(q_BTNH, k_BTKH, v_BTKH, segment_ids_BT, interpret):
-  from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
   B, T, N, H = q_BTNH.shape
   K = k_BTKH.shape[2]
   kernel = _splash_kernel(T, N, min(512, T), interpret)

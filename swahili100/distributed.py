@@ -17,6 +17,8 @@ import signal
 import sys
 
 import jax
+from jax._src import distributed as jax_distributed
+from jax.experimental import multihost_utils
 
 from swahili100 import config_lib
 
@@ -68,7 +70,6 @@ def barrier(name: str, timeout_s: float) -> None:
   """All processes wait here; raises after `timeout_s` (naming the barrier) instead of hanging."""
   if jax.process_count() == 1:
     return
-  from jax._src import distributed as jax_distributed  # noqa: PLC0415 (the client has timeouts)
   try:
     jax_distributed.global_state.client.wait_at_barrier(name, int(timeout_s * 1000))
   except Exception as e:  # noqa: BLE001 (XlaRuntimeError carries the coordination status)
@@ -107,7 +108,6 @@ class Preemption:
   def reached(self, step: int) -> bool:
     if not self._multi:
       return self.requested
-    from jax.experimental import multihost_utils  # noqa: PLC0415
     if multihost_utils.reached_preemption_sync_point(step):
       self.requested = True
     return self.requested

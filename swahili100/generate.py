@@ -25,8 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from swahili100 import checkpoint, config_lib, inference, lm
 from swahili100 import model as model_lib
-from swahili100 import special_tokens
+from swahili100 import sharding, special_tokens
+from swahili100.align import chat
 
 CACHE_BUCKET = 64   # cache lengths round up to a multiple of this so compiled loops are reused
 PROMPT_BUCKET = 16  # so do (left-padded) prompt lengths
@@ -229,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     return 2
 
-  from swahili100 import checkpoint, config_lib, inference, lm, sharding  # noqa: PLC0415
   # one device's mesh, entered like every other jitted phase (mesh-aware back-ends need it)
   mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
   try:
@@ -243,7 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generate: {e} (override with --tokenizer)", file=sys.stderr)
     return 2
   if args.chat:
-    from swahili100.align import chat  # noqa: PLC0415
     texts = [chat.render([{"role": "user", "content": p}], add_generation_prompt=True)
              for p in prompts]
   else:

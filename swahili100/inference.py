@@ -9,11 +9,11 @@ quantization, whose loader lives with the quantizer and is imported only for suc
 """
 
 from swahili100 import checkpoint
+from swahili100.export import quantize
 
 
 def load(path: str, mesh=None):
   """(config, model) of `path`; a quantized folder loads as its quantized model."""
   if checkpoint.is_quantized(path):
-    from swahili100.export import quantize  # noqa: PLC0415 (only quantized folders need it)
     return quantize.load_quantized(checkpoint.split_path(path)[0])
   return checkpoint.load_model(path, mesh)

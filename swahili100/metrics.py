@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from etils import epath
+from tqdm import tqdm
 
 from swahili100 import fs
 
@@ -257,7 +258,6 @@ class Progress:
   def update(self, step: int, row: dict) -> None:
     if not self.enabled:
       return
-    from tqdm import tqdm
     if "eval_loss" in row:  # an evaluation row: its own line, above the bar
       msg = f"step {step}: eval loss {row['eval_loss']:.4f}"
       if isinstance(row.get("eval_bpb"), (int, float)):

@@ -34,6 +34,14 @@ import time
 import uuid
 from importlib import metadata
 
+import jax
+import numpy as np
+from etils import epath
+from jax._src import distributed as jax_distributed
+from jax.experimental import multihost_utils
+
+from swahili100 import distributed
+
 VERSION_KEYS = ("python", "jax", "jaxlib", "libtpu", "platform")
 KV_PREFIX = "swahili100/preflight"
 
@@ -68,7 +76,6 @@ def _version(dist: str) -> str | None:
 def initialize(args) -> bool:
   """jax.distributed as training starts it (swahili100.distributed: explicit values, or the
   cluster's when they are left empty); returns whether it started."""
-  from swahili100 import distributed  # noqa: PLC0415 (keeps --help free of jax)
   return distributed.initialize({"coordinator_address": args.coordinator_address,
                                  "num_processes": args.num_processes,
                                  "process_id": args.process_id,
@@ -77,7 +84,6 @@ def initialize(args) -> bool:
 
 def storage_checks(args, process_id: int) -> dict:
   """{'write': 'ok' | error, 'records': ..., 'tokenizer': ...} for this process."""
-  from etils import epath
   out = {}
   try:
     folder = epath.Path(args.workdir) / "preflight"
@@ -114,7 +120,6 @@ def _error(e: Exception, path: str) -> str:
 
 
 def local_report(storage: dict) -> dict:
-  import jax
   import jaxlib
   return {"process_id": jax.process_index(), "host": socket.gethostname(),
           "python": platform.python_version(), "jax": jax.__version__,
@@ -126,11 +131,9 @@ def local_report(storage: dict) -> dict:
 
 def exchange(report: dict, timeout_s: int) -> list[dict]:
   """Every process's report, in process order, through the coordinator's key-value store."""
-  import jax
   if jax.process_count() == 1:
     return [report]
-  from jax._src import distributed
-  client = distributed.global_state.client
+  client = jax_distributed.global_state.client
   client.key_value_set(f"{KV_PREFIX}/{report['process_id']}", json.dumps(report))
   reports = []
   for i in range(jax.process_count()):
@@ -144,11 +147,8 @@ def exchange(report: dict, timeout_s: int) -> list[dict]:
 
 def collective_check() -> str:
   """'ok' when an all-gather over every process returns each process's index."""
-  import jax
-  import numpy as np
   if jax.process_count() == 1:
     return "ok"
-  from jax.experimental import multihost_utils
   try:
     got = np.asarray(multihost_utils.process_allgather(
         np.array([jax.process_index()], np.int32))).reshape(-1)
@@ -207,7 +207,6 @@ def main(argv: list[str] | None = None) -> int:
                                    f"{args.coordinator_address!r}, {args.num_processes}) "
                                    f"failed: {type(e).__name__}: {e}"]}), flush=True)
     return 1
-  import jax
   try:
     report = local_report(storage_checks(args, jax.process_index()))
     reports = exchange(report, args.timeout)

@@ -35,7 +35,7 @@ import time
 
 from etils import epath
 
-from swahili100 import config_lib, fs, metrics
+from swahili100 import config_lib, fs, metrics, report
 
 COLUMNS = ("run", "steps", "tokens_seen", "final_loss", "eval_loss", "eval_bpb", "tokens_per_s")
 # Chips per process -> TPU_CHIPS_PER_PROCESS_BOUNDS (the chip grid one process owns).
@@ -301,7 +301,6 @@ def write_comparison(workdir, rows: list[dict], keys: list[str]) -> list[epath.P
     print("sweep: plots skipped: matplotlib is not installed (pip install matplotlib==3.11.2)",
           file=sys.stderr)
     return []
-  from swahili100 import report
   logs = {r["run"]: metrics.read_log(out / r["run"]) for r in rows}
   plots = [out / "plots" / "curves.png"]
   report.save_png(report.plot_curves(logs), plots[0])

@@ -22,11 +22,12 @@ import os
 
 import jax
 import lm_eval.models  # noqa: F401 (lm-eval fills its registry lazily only while it is empty:
-from flax import nnx   # registering ours first would hide "hf" and the rest by name)
+from flax import nnx  # registering ours first would hide "hf" and the rest by name)
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 
 from swahili100 import generate, inference, lm, sharding, special_tokens
+from swahili100.align import chat
 from swahili100.evals import EvalDataError, datasets, scoring, tasks
 
 TASKS_DIR = os.path.join(os.path.dirname(__file__), "lm_eval_tasks")
@@ -172,7 +173,6 @@ class Swahili100LM(TemplateLM):
     return out
 
   def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
-    from swahili100.align import chat  # noqa: PLC0415
     return chat.render(chat_history, add_generation_prompt=add_generation_prompt)
 
 

@@ -33,7 +33,9 @@ from typing import Callable
 
 import numpy as np
 
-from swahili100 import fs, lm, special_tokens
+from swahili100 import fs, lm
+from swahili100 import model as model_lib
+from swahili100 import special_tokens
 from swahili100.evals import EvalDataError, datasets, scoring
 
 PREFIX_ID = special_tokens.EOS_ID  # the token before an empty context (every document follows one)
@@ -259,7 +261,6 @@ def training_hooks(config) -> list:
   (0 = all) of the files of `config.train.eval_data` ("xcopa=PATH,sib200=PATH"; TASK=hub fetches
   the public test split). `bpb` with a bpb=FILE entry scores that text file (eval_bpb_text_*);
   `bpb` alone adds nothing: the records' validation bpb is `bpb.validation_hook`."""
-  from swahili100 import model as model_lib  # noqa: PLC0415 (keeps this module JAX-model free)
   t = config.train
   names = [n.strip() for n in str(t.get("eval_tasks", "") or "").split(",") if n.strip()]
   if not names:

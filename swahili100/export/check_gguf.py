@@ -11,12 +11,24 @@ llama-cpp-python, built from source).
 """
 
 import argparse
+import glob
+import gzip
 import json
 import os
 import sys
 import tempfile
 
+import jax
+import ml_collections
 import numpy as np
+import tokenizers
+from flax import nnx
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from swahili100 import inference
+from swahili100 import model as model_lib
+from swahili100 import special_tokens
+from swahili100.export import gguf_export, hf
 
 SENTENCES = [
     "Habari za asubuhi? Mimi ni mwanafunzi wa chuo kikuu cha Dar es Salaam.",
@@ -31,8 +43,6 @@ F32_TOL = 1e-2
 
 def _sw_news(n: int) -> list[str]:
   """The first `n` documents of ../shared/data/sw-news (tokenization check), if present."""
-  import glob  # noqa: PLC0415
-  import gzip  # noqa: PLC0415
   root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sw-news")
   files = sorted(glob.glob(os.path.join(root, "part-*.jsonl.gz")))
   if not files:
@@ -43,13 +53,6 @@ def _sw_news(n: int) -> list[str]:
 
 def _random_hf_dir(out_dir: str) -> str:
   """A random-init model + byte-level BPE on SENTENCES, exported to HF (for a self-check)."""
-  import jax  # noqa: PLC0415
-  import ml_collections  # noqa: PLC0415
-  import tokenizers  # noqa: PLC0415
-  from flax import nnx  # noqa: PLC0415
-  from tokenizers import decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
-  from swahili100 import model as model_lib, special_tokens  # noqa: PLC0415
-  from swahili100.export import hf  # noqa: PLC0415
   tok = tokenizers.Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = decoders.ByteLevel()
@@ -72,8 +75,6 @@ def _hf_dir(args, tmp: str) -> str:
   if args.hf_dir:
     return args.hf_dir
   if args.checkpoint:
-    from swahili100 import inference  # noqa: PLC0415
-    from swahili100.export import hf  # noqa: PLC0415
     config, model = inference.load(args.checkpoint)
     return hf.export_hf(config, model, args.tokenizer or config.data.tokenizer,
                         os.path.join(tmp, "hf"))
@@ -98,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   import torch  # noqa: PLC0415
   from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
-  from swahili100.export import gguf_export  # noqa: PLC0415
 
   tmp = tempfile.mkdtemp(prefix="check_gguf_")
   hf_dir = _hf_dir(args, tmp)

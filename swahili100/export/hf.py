@@ -15,8 +15,10 @@ zero_init_out changes only the initialisation, so it exports as is.
 import os
 
 import numpy as np
+import tokenizers
 
 from swahili100 import special_tokens
+from swahili100.export import model_card
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -104,7 +106,6 @@ def llama_config(model_cfg, max_position_embeddings: int = 2048):
 
 def save_tokenizer(tokenizer_path: str, out_dir: str, model_max_length: int = 2048):
   """Writes tokenizer.json + tokenizer_config.json (special tokens, chat template)."""
-  import tokenizers  # noqa: PLC0415
   from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
   tok = tokenizers.Tokenizer.from_file(str(tokenizer_path))
   vocab = tok.get_vocab(with_added_tokens=True)
@@ -137,7 +138,6 @@ def export_hf(config, model, tokenizer_path: str, out_dir: str, workdir: str | N
                    pad_token_id=special_tokens.PAD_ID, do_sample=True, temperature=0.8,
                    top_p=0.95, max_new_tokens=256).save_pretrained(out_dir)
   save_tokenizer(tokenizer_path, out_dir, model_max_length=max_len)
-  from swahili100.export import model_card  # noqa: PLC0415
   n_params = sum(int(v.size) for v in sd.values())
   with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
     f.write(model_card.render(config, n_params, workdir=workdir, step=step))

@@ -18,6 +18,9 @@ import sys
 import tempfile
 import time
 
+from swahili100 import checkpoint, fs, inference
+from swahili100.export import gguf_export, hf, hub, onnx_export
+
 FORMATS = ("hf", "torch", "onnx", "gguf")
 
 
@@ -36,14 +39,12 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--gguf-type", choices=("f32", "f16", "q8_0", "q4_0"), default="f16")
   args = parser.parse_args(argv)
 
-  from swahili100 import checkpoint, fs, inference  # noqa: PLC0415
   workdir, step = checkpoint.split_path(args.checkpoint)
   try:
     config, model = inference.load(args.checkpoint)
   except checkpoint.CheckpointError as e:
     print(f"swahili100 export: error: {e}", file=sys.stderr)
     return 2
-  from swahili100.export import hf  # noqa: PLC0415
   refused = hf.unsupported(model.config, args.format)
   if refused:
     print(f"swahili100 export: error: {args.checkpoint} cannot be exported to {args.format} "
@@ -70,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     if out == tmp:
       fs.upload_dir(tmp, args.output)
     if args.repo:
-      from swahili100.export import hub  # noqa: PLC0415
       url = hub.upload(out, args.repo, private=args.private)
       print(f"uploaded {args.output} to {args.repo}: {url}")
   print(json.dumps({"format": args.format, "written": sizes, "timings": timings}, indent=2))
@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def export(args, config, model, tok_path: str, out: str, workdir: str, step: int | None):
   """Writes the format of `args` into the local folder `out`; returns (paths, timings)."""
-  from swahili100.export import hf  # noqa: PLC0415
   timings = {}
   t0 = time.perf_counter()
   hf_dir = out if args.format in ("hf", "torch") else os.path.join(out, "hf")
@@ -87,7 +86,6 @@ def export(args, config, model, tok_path: str, out: str, workdir: str, step: int
   timings["hf_s"] = round(time.perf_counter() - t0, 2)
   written = [hf_dir]
   if args.format == "onnx":
-    from swahili100.export import onnx_export  # noqa: PLC0415
     t0 = time.perf_counter()
     path = onnx_export.export_onnx(hf_dir, os.path.join(out, "model.onnx"))
     timings["onnx_s"] = round(time.perf_counter() - t0, 2)
@@ -98,7 +96,6 @@ def export(args, config, model, tok_path: str, out: str, workdir: str, step: int
                                                args.block_size))
       timings["onnx_int4_s"] = round(time.perf_counter() - t0, 2)
   elif args.format == "gguf":
-    from swahili100.export import gguf_export  # noqa: PLC0415
     t0 = time.perf_counter()
     written.append(gguf_export.export_gguf(
         hf_dir, os.path.join(out, f"model-{args.gguf_type}.gguf"), args.gguf_type))

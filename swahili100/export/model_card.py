@@ -10,7 +10,7 @@ evaluate`. What is not on record is written as not recorded.
 
 import os
 
-from swahili100 import fs, metrics
+from swahili100 import config_lib, fs, metrics
 
 PHASE_FILE = "stats.json"
 
@@ -113,7 +113,6 @@ def _stage_lines(workdir, config, step) -> list[str]:
     if not fs.exists(path):
       lines.append(f"- base model `{config.align.base}` (its config is not on record).")
       break
-    from swahili100 import config_lib  # noqa: PLC0415
     config = config_lib.from_json(path)
   return lines
 

@@ -31,7 +31,9 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from swahili100 import checkpoint, config_lib, data
 from swahili100 import model as model_lib
+from swahili100.evals import bpb
 
 WEIGHTS = "quantized.safetensors"
 REPORT = "quant_report.json"
@@ -227,7 +229,6 @@ def quantize_model(model, bits: int, group_size: int, method: str = "rtn",
 
 def train_batches(config, n: int) -> list[dict]:
   """The first `n` packed batches of the training stream (GPTQ calibration; not validation)."""
-  from swahili100 import data  # noqa: PLC0415
   manifest = data.check_manifest(config)
   cfg = config.copy_and_resolve_references()
   cfg.data.prefetch = 0
@@ -267,7 +268,6 @@ def save_quantized(model, config, out_dir: str, quant: dict) -> None:
 def load_quantized(path: str):
   """(config, model) of a folder written by `swahili100 quantize`."""
   from safetensors.numpy import load_file  # noqa: PLC0415
-  from swahili100 import config_lib  # noqa: PLC0415
   cfg_path = os.path.join(path, "config.json")
   if not os.path.exists(os.path.join(path, WEIGHTS)):
     raise FileNotFoundError(f"{path}/{WEIGHTS} not found: not a `swahili100 quantize` folder")
@@ -304,8 +304,6 @@ def main(argv: list[str] | None = None) -> int:
                       help="validation batches for the before/after report (0 = skip)")
   parser.add_argument("--output", required=True)
   args = parser.parse_args(argv)
-  from swahili100 import checkpoint  # noqa: PLC0415
-  from swahili100.evals import bpb  # noqa: PLC0415
   try:
     config, model = checkpoint.load_model(args.checkpoint)
   except checkpoint.CheckpointError as e:
