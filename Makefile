@@ -42,7 +42,10 @@ clean:
 	rm -rf demo_out runs .pytest_cache
 
 # Loads the demo's GGUF in llama.cpp: tokenization and F32 logits vs the HF export, Q8_0/Q4_0 drift.
+# `make check-gguf TEXTS=DIR` adds the first documents of DIR's last *.jsonl.gz shard to the texts.
+TEXTS ?=
 check-gguf: $(STAMP)
 	test -d demo_out/export/gguf || $(MAKE) demo
 	$(BIN)/pip install -q llama-cpp-python==0.3.16
-	$(BIN)/python -m swahili100.export.check_gguf --gguf-dir demo_out/export/gguf --hf-dir demo_out/export/hf
+	$(BIN)/python -m swahili100.export.check_gguf --gguf-dir demo_out/export/gguf \
+	  --hf-dir demo_out/export/hf $(if $(TEXTS),--texts $(TEXTS))

@@ -332,7 +332,8 @@ def decide(input: Path, state: Path, d, tasks: list[shards.Unit]) -> dict:
   shutil.rmtree(spool, ignore_errors=True)
   spool.mkdir(parents=True)
   t0 = time.perf_counter()
-  sources = [dedup_index.SignatureFile(f, True, None) for f in (index.earlier(spool) if index else [])]
+  earlier = index.earlier(spool) if index else []
+  sources = [dedup_index.SignatureFile(f, True, None) for f in earlier]
   sources += [dedup_index.SignatureFile(state / SIG_DIR / (t.name + ".npz"), False, t.name)
               for t in tasks]
   summary = dedup_index.decide(dedup_index.plan(sources, d.threshold, d.num_perm), state,

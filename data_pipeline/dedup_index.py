@@ -309,7 +309,8 @@ def decide(p: Plan, state: Path, *, threshold: float, num_perm: int, seed: int,
     dropped += sum(d[0] != "survivor" for d in decided.values())
     shards.write_json(state / (shard + ".json"), {
         "docs": p.offsets[src + 1] - p.offsets[src],
-        "decisions": {str(i): decided[i] for i in sorted(decided) if decided[i] != ["survivor", 1]}})
+        "decisions": {str(i): decided[i] for i in sorted(decided)
+                      if decided[i] != ["survivor", 1]}})
     shards.event("decide_shard_done", shard=shard, index=src)
   run_docs = sum(b - a for s, a, b in zip(p.sources, p.offsets, p.offsets[1:]) if not s.earlier)
   shutil.rmtree(work, ignore_errors=True)

@@ -358,7 +358,8 @@ def units_for(src: Source, out: Path, dl) -> tuple[list[InputFile], dict]:
         fetch_url(src.url, out / ".cache" / src.name)
       except OSError as e:
         raise SourceUnavailable(_offline_hint(src.name, f"{src.url}: {e}")) from e
-    return ([InputFile(src.name, unit_key(Path(src.url).name), ("url", src.url), src.url, src.licence)],
+    return ([InputFile(src.name, unit_key(Path(src.url).name), ("url", src.url), src.url,
+                       src.licence)],
             {"url": src.url, "licence": src.licence})
   if src.kind == "tfds":
     return [InputFile(src.name, "00000", ("tfds", src.tfds_name, dl.cache_dir),

@@ -236,13 +236,17 @@ def evaluate(shared: Path, detectors=DETECTORS, threshold: float = 0.5) -> list[
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--evaluate", action="store_true", help="print the detector comparison table")
-  p.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+  p.add_argument("--shared", default=None, help="the evaluation data folder (sw-news/, "
+                 "masakhanews-swa/, afrisenti-swa/), e.g. ../shared/data; needed by --evaluate")
   p.add_argument("--threshold", type=float, default=0.5)
   p.add_argument("--detectors", nargs="*", default=list(DETECTORS))
   args = p.parse_args(argv)
   if not args.evaluate:
     p.print_help()
     return 0
+  if not args.shared:
+    p.error("--evaluate needs --shared DIR (the folder holding sw-news/, masakhanews-swa/ and "
+            "afrisenti-swa/)")
   rows = evaluate(Path(args.shared), args.detectors, args.threshold)
   cols = [k for k in rows[0] if k not in ("detector", "n_pos", "n_neg")]
   print(f"{rows[0]['n_pos']} Swahili texts, {rows[0]['n_neg']} negatives, keep if P(sw) >= "

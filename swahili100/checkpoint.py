@@ -237,8 +237,7 @@ def load_model(path: str, mesh: jax.sharding.Mesh | None = None):
   config = load_config(workdir)
   platform = mesh.devices.flat[0].platform if mesh is not None else None
   model_cfg = model_lib.resolve(config.model, platform, strict=False)  # trained elsewhere: ok
-  abstract = nnx.eval_shape(lambda: model_lib.Transformer(model_cfg, rngs=nnx.Rngs(0)))
-  graphdef, abstract_params = nnx.split(abstract, nnx.Param)
+  graphdef, abstract_params = model_lib.abstract(model_cfg)
   if mesh is None:
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     shardings = jax.tree.map(lambda _: device, abstract_params)

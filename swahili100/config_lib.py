@@ -113,12 +113,23 @@ def apply_overrides(config, argv: list[str], check: bool = True) -> ml_collectio
   return config
 
 
+def get(cfg, key: str, default=None):
+  """`cfg.key` of a ConfigDict, a dict or any object, `default` when it is absent: the one
+  accessor for code that takes a config section or its dataclass."""
+  return cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
+
+
+def check_heads(num_heads: int, num_kv_heads: int) -> None:
+  """Grouped-query attention: every key/value head serves the same number of query heads."""
+  if num_heads % num_kv_heads:
+    raise ConfigError(f"config.model.num_kv_heads={num_kv_heads} must divide "
+                      f"config.model.num_heads={num_heads}")
+
+
 def validate(config) -> None:
   """Cross-field checks, each error naming the keys to change."""
   m, d, o = config.model, config.data, config.optim
-  if m.num_heads % m.num_kv_heads:
-    raise ConfigError(f"config.model.num_kv_heads={m.num_kv_heads} must divide "
-                      f"config.model.num_heads={m.num_heads}")
+  check_heads(m.num_heads, m.num_kv_heads)
   if d.batch_size % o.grad_accum:
     raise ConfigError(f"config.data.batch_size={d.batch_size} must be a multiple of "
                       f"config.optim.grad_accum={o.grad_accum}")

@@ -76,7 +76,11 @@ def _documents(paths: list[str], dtype: str) -> grain.MapDataset:
 
 
 def _pack_and_batch(docs: grain.IterDataset, seq_len: int, batch: int, drop_remainder: bool):
-  """One packing stream split into batches (evaluation: every process reads all of it)."""
+  """One packing stream split into batches (evaluation: every process reads all of it).
+
+  Two packers on purpose: evaluation is one stream cut in order, which Grain's ConcatThenSplit
+  does; training needs one stream per row (`PackStreams`), so that a global batch is the same
+  for any number of processes and each process packs only its rows."""
   rows = grain_exp.ConcatThenSplitIterDataset(docs, length_struct={"tokens": seq_len + 1})
   return rows.batch(batch, drop_remainder=drop_remainder).map(_rows_to_batch)
 

@@ -25,10 +25,6 @@ from swahili100 import config_lib
 _MULTIHOST_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS", "MEGASCALE_COORDINATOR_ADDRESS")
 
 
-def _get(cfg, key, default):
-  return cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-
-
 def _cluster_detected() -> bool:
   env = os.environ
   hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]
@@ -39,11 +35,12 @@ def _cluster_detected() -> bool:
 def initialize(mesh_cfg) -> bool:
   """Starts `jax.distributed` when the config or the environment asks for several processes;
   returns whether it did. Must run before the first `jax.devices()`."""
-  address = _get(mesh_cfg, "coordinator_address", "") or None
-  num = int(_get(mesh_cfg, "num_processes", 0) or 0)
-  pid = int(_get(mesh_cfg, "process_id", -1))
+  address = config_lib.get(mesh_cfg, "coordinator_address", "") or None
+  num = int(config_lib.get(mesh_cfg, "num_processes", 0) or 0)
+  pid = int(config_lib.get(mesh_cfg, "process_id", -1))
   explicit = address is not None or num > 1
-  if not explicit and not bool(_get(mesh_cfg, "distributed", False)) and not _cluster_detected():
+  asked = bool(config_lib.get(mesh_cfg, "distributed", False))
+  if not explicit and not asked and not _cluster_detected():
     return False
   if explicit and (address is None or num < 1 or not 0 <= pid < num):
     raise config_lib.ConfigError(
@@ -54,8 +51,9 @@ def initialize(mesh_cfg) -> bool:
     return True
   # CPU processes (tests, CPU clusters) need a collectives implementation; TPU/GPU ignore it.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  kwargs = dict(initialization_timeout=int(_get(mesh_cfg, "init_timeout_s", 300)),
-                heartbeat_timeout_seconds=int(_get(mesh_cfg, "heartbeat_timeout_s", 100)))
+  kwargs = dict(
+      initialization_timeout=int(config_lib.get(mesh_cfg, "init_timeout_s", 300)),
+      heartbeat_timeout_seconds=int(config_lib.get(mesh_cfg, "heartbeat_timeout_s", 100)))
   if explicit:
     kwargs.update(coordinator_address=address, num_processes=num, process_id=pid)
   jax.distributed.initialize(**kwargs)

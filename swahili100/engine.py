@@ -1,8 +1,9 @@
 """The one training loop: pretraining, SFT and DPO are `Task`s, a loss function and a data source.
 
-    task = engine.Task("pretrain", loss_fn=functools.partial(lm.lm_loss, z_loss=1e-4),
-                       dataset=lambda i, n: data.train_dataset(config, manifest, i, n))
-    engine.run(config, workdir, task, resume=None)
+    make_task = lambda config: engine.Task(
+        "pretrain", loss_fn=functools.partial(lm.lm_loss, z_loss=1e-4),
+        dataset=lambda i, n: data.train_dataset(config, manifest, i, n))
+    engine.run(config, workdir, make_task, resume=None)
 
 What every stage gets: `jax.distributed` when several processes run, the mesh entered with
 `jax.set_mesh` around everything (so splash attention's shard_map and any other mesh-aware
@@ -146,8 +147,7 @@ class Program(NamedTuple):
 def build(config, mesh, task: Task) -> Program:
   """The model, optimizer, sharded abstract state and jitted train step of a run."""
   model_cfg = _resolved_model(config, mesh)
-  abstract_model = nnx.eval_shape(lambda: model_lib.Transformer(model_cfg, rngs=nnx.Rngs(0)))
-  graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
+  graphdef, abstract_params = model_lib.abstract(model_cfg)
   tx, lr_fn = optim.make(config.optim, config.train.num_steps)
   abstract_opt = jax.eval_shape(tx.init, abstract_params)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -165,9 +165,12 @@ def build(config, mesh, task: Task) -> Program:
   return Program(model_cfg, graphdef, tx, lr_fn, abstract, step_fn)
 
 
-def run(config, workdir: str, task: Task, resume: str | None = None) -> int:
-  """Trains `task` in `workdir`; returns the process exit code (0 also after a preemption)."""
+def run(config, workdir: str, make_task: Callable[[Any], Task],
+        resume: str | None = None) -> int:
+  """Trains the task `make_task(config)` in `workdir`; returns the process exit code (0 also
+  after a preemption). `jax.distributed` starts here, before the task touches any device."""
   distributed.initialize(config.mesh)
+  task = make_task(config)
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch(config.data.batch_size, mesh)
   workdir = fs.absolute(workdir)

@@ -68,13 +68,10 @@ class ModelConfig:
   def from_any(cls, cfg: Any) -> "ModelConfig":
     if isinstance(cfg, cls):
       return cfg
-    get = cfg.get if hasattr(cfg, "get") else lambda k, d=None: getattr(cfg, k, d)
     names = [f.name for f in dataclasses.fields(cls)]
-    values = {k: get(k) for k in names if get(k) is not None}
+    values = {k: config_lib.get(cfg, k) for k in names if config_lib.get(cfg, k) is not None}
     c = cls(**values)
-    if c.num_heads % c.num_kv_heads:
-      raise config_lib.ConfigError(f"config.model.num_kv_heads={c.num_kv_heads} must divide "
-                                   f"config.model.num_heads={c.num_heads}")
+    config_lib.check_heads(c.num_heads, c.num_kv_heads)
     if c.head_dim % 2:
       raise config_lib.ConfigError(f"config.model.head_dim={c.head_dim} must be even for RoPE")
     if c.dtype not in DTYPES:
@@ -417,6 +414,12 @@ class Transformer(nnx.Module):
       new_layers.append(layer_cache)
     cache = {"layers": new_layers, "index": index + tokens_BT.shape[1]}
     return self._logits(x_BTD), cache
+
+
+def abstract(cfg: ModelConfig):
+  """(graphdef, parameter shapes) of the model `cfg` describes, without allocating it: what the
+  engine shards and checkpoints restore into."""
+  return nnx.split(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))), nnx.Param)
 
 
 def init_cache(cfg: Any, batch: int, max_len: int, dtype=None) -> dict:

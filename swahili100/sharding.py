@@ -55,16 +55,10 @@ RULES = {
 }
 
 
-def _get(cfg: Any, key: str, default=None):
-  if hasattr(cfg, "get"):
-    return cfg.get(key, default)
-  return getattr(cfg, key, default)
-
-
 def mesh_shape(mesh_cfg: Any, device_count: int | None = None) -> tuple[int, int, int]:
   """Resolves config.mesh.{data,fsdp,tensor} (one may be -1) against the device count."""
   n = jax.device_count() if device_count is None else device_count
-  sizes = [int(_get(mesh_cfg, a, 1)) for a in AXES]
+  sizes = [int(config_lib.get(mesh_cfg, a, 1)) for a in AXES]
   desc = ", ".join(f"config.mesh.{a}={s}" for a, s in zip(AXES, sizes))
   free = [i for i, s in enumerate(sizes) if s == -1]
   if len(free) > 1:

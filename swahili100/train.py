@@ -15,7 +15,7 @@ import argparse
 import functools
 import sys
 
-from swahili100 import checkpoint, config_lib, data, distributed, engine, evals, lm, records
+from swahili100 import checkpoint, config_lib, data, engine, evals, lm, records
 from swahili100.evals import bpb, tasks
 
 
@@ -35,8 +35,7 @@ def pretrain_task(config) -> engine.Task:
 
 def run(config, workdir: str, resume: str | None = None) -> int:
   """Pretrains `config` in `workdir`; returns the process exit code."""
-  distributed.initialize(config.mesh)  # first: building the task may already touch devices
-  return engine.run(config, workdir, pretrain_task(config), resume)
+  return engine.run(config, workdir, pretrain_task, resume)
 
 
 def parse_args(argv: list[str]):

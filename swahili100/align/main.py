@@ -20,7 +20,7 @@ import functools
 import os
 import sys
 
-from swahili100 import checkpoint, config_lib, distributed, engine, flops, fs, lm
+from swahili100 import checkpoint, config_lib, engine, flops, fs, lm
 from swahili100.align import data as align_data
 
 SAMPLES = os.path.dirname(__file__)
@@ -86,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
   args.data = args.data or os.path.join(SAMPLES, f"sample_{args.stage}.jsonl")
   try:
     config = config_for(args, overrides)
-    distributed.initialize(config.mesh)  # first: building the task may already touch devices
-    return engine.run(config, args.workdir, task_for(config), args.resume)
+    return engine.run(config, args.workdir, task_for, args.resume)
   except (config_lib.ConfigError, checkpoint.CheckpointError, align_data.AlignDataError) as e:
     print(f"swahili100 align: error: {e}", file=sys.stderr)
     return 2

@@ -41,10 +41,10 @@ SENTENCES = [
 F32_TOL = 1e-2
 
 
-def _sw_news(n: int) -> list[str]:
-  """The first `n` documents of ../shared/data/sw-news (tokenization check), if present."""
-  root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sw-news")
-  files = sorted(glob.glob(os.path.join(root, "part-*.jsonl.gz")))
+def _sw_news(root: str | None, n: int) -> list[str]:
+  """The first `n` documents of the last shard under `root` (`--texts`: more text for the
+  tokenization check), none without it."""
+  files = sorted(glob.glob(os.path.join(root, "*.jsonl.gz"))) if root else []
   if not files:
     return []
   with gzip.open(files[-1], "rt", encoding="utf-8") as f:
@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                       "gguf`) where present; the other types are written from --hf-dir")
   parser.add_argument("--tokenizer", default=None)
   parser.add_argument("--json", default=None, help="also write the figures here")
+  parser.add_argument("--texts", default=None,
+                      help="a folder of *.jsonl.gz shards whose first 50 documents of the last "
+                      "shard join the tokenization check (e.g. ../shared/data/sw-news)")
   args = parser.parse_args(argv)
   try:
     import llama_cpp  # noqa: PLC0415
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
   hf_dir = _hf_dir(args, tmp)
   hf_tok = AutoTokenizer.from_pretrained(hf_dir)
   hf_model = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
-  texts = SENTENCES + ["<|user|>Habari yako?<|end|><|assistant|>"] + _sw_news(50)
+  texts = SENTENCES + ["<|user|>Habari yako?<|end|><|assistant|>"] + _sw_news(args.texts, 50)
   report = {"llama_cpp_python": llama_cpp.__version__, "tokenized_texts": len(texts)}
   ok = True
   for gtype in ("f32", "f16", "q8_0", "q4_0"):
