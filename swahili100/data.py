@@ -25,7 +25,8 @@ from swahili100 import config_lib, fs, records
 
 
 def records_dir(config) -> str:
-  """A local folder with the run's records (a cached mirror when they live on gs://)."""
+  """A local folder with the run's records (a cached mirror when they live on gs://), listed
+  once per command: `check_manifest` reads the manifest there and it keeps the folder."""
   return fs.local_dir(config.data.records_dir)
 
 
@@ -203,10 +204,10 @@ def train_dataset(config, manifest: records.Manifest, process_index: int = 0,
   """The infinite, shuffled, packed training stream of this process: its rows of every global
   batch (`rounds`), identical for any number of processes and Grain workers."""
   d = config.data
-  docs = _documents(manifest.shard_paths(records_dir(config), "train"), manifest.dtype)
+  docs = _documents(manifest.shard_paths(manifest.root, "train"), manifest.dtype)
   if d.get("mixture"):
     docs = mixture(docs, read_mixture(d.mixture), records.read_source_index(
-        records_dir(config), "train", manifest), d.shuffle_seed, d.mixture)
+        manifest.root, "train", manifest), d.shuffle_seed, d.mixture)
   else:
     docs = docs.seed(d.shuffle_seed).shuffle().repeat(None)
   docs = rounds(docs, d.batch_size, process_index, process_count)
@@ -293,7 +294,7 @@ def mixture(docs: grain.MapDataset, plan: dict, index, seed: int, where: str) ->
 def eval_batches(config, manifest: records.Manifest, max_batches: int = -1):
   """Yields the validation split's packed batches in a fixed order (padded final batch)."""
   d = config.data
-  docs = _documents(manifest.shard_paths(records_dir(config), "validation"), manifest.dtype)
+  docs = _documents(manifest.shard_paths(manifest.root, "validation"), manifest.dtype)
   ds = _pack_and_batch(docs.to_iter_dataset(), d.seq_len, d.batch_size, drop_remainder=False)
   for i, batch in enumerate(ds):
     if 0 <= max_batches <= i:

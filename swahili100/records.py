@@ -140,9 +140,12 @@ class Manifest:
   format: str = FORMAT
   format_version: int = FORMAT_VERSION
   sources: list[str] | None = None  # source id -> name, for `<split>-sources.npy`
+  root: str = ""                    # the local folder it was read from (not written)
 
   def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n"
+    d = dataclasses.asdict(self)
+    del d["root"]
+    return json.dumps(d, indent=2, ensure_ascii=False) + "\n"
 
   def shard_paths(self, records_dir: str, split: str) -> list[str]:
     if split not in self.splits:
@@ -183,7 +186,7 @@ def read_manifest(records_dir: str) -> Manifest:
     raise RecordsError(f"{path}: dtype {raw.get('dtype')!r} must be 'uint16' or 'uint32'.")
   try:
     raw["splits"] = {k: SplitInfo(**v) for k, v in raw["splits"].items()}
-    manifest = Manifest(**raw)
+    manifest = Manifest(**{k: v for k, v in raw.items() if k != "root"}, root=records_dir)
   except (KeyError, TypeError) as e:
     raise RecordsError(f"{path}: missing or unexpected field ({e}); re-run `swahili100 tokenize`.") from e
   if manifest.dtype == "uint16" and manifest.vocab_size > 2**16:

@@ -124,6 +124,20 @@ def test_validation_pass_is_deterministic_and_padded(tiny_records):
   assert n_tokens - 2 * len(a) * 8 <= total <= n_tokens
 
 
+def test_the_manifest_knows_its_folder_so_batches_never_list_it_again(tiny_records, monkeypatch):
+  """On gs:// finding the local mirror lists the folder: once per command, not per eval."""
+  config = _config(tiny_records)
+  manifest = data.check_manifest(config)
+  assert manifest.root == tiny_records[0] and '"root"' not in manifest.to_json()
+
+  def listed(_):
+    raise AssertionError("the records folder was looked up again")
+
+  monkeypatch.setattr(data, "records_dir", listed)
+  assert next(iter(data.eval_batches(config, manifest)))["inputs"].shape == (8, 32)
+  assert next(iter(data.train_dataset(config, manifest)))["inputs"].shape == (8, 32)
+
+
 def test_manifest_errors_name_the_file_and_the_fix(tiny_records, tmp_path):
   records_dir, tok_path, vocab = tiny_records
   with pytest.raises(records.RecordsError, match=r"manifest.json not found.*swahili100 tokenize"):
