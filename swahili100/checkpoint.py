@@ -195,12 +195,6 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return config_lib.from_json(path)
 
 
-def is_quantized(path: str) -> bool:
-  """True for a folder written by `swahili100 quantize` (load it with export.quantize)."""
-  workdir, _ = split_path(path)
-  return fs.exists(fs.join(workdir, "config.json")) and "quant" in load_config(workdir)
-
-
 def latest_step(workdir: str) -> int | None:
   directory = checkpoints_dir(workdir)
   if not fs.exists(directory):
@@ -215,9 +209,10 @@ def load_params(path: str, abstract_params):
   """The parameters of `<workdir>[/checkpoints/<step>]` into `abstract_params`' shardings."""
   workdir, step = split_path(path)
   directory = checkpoints_dir(workdir)
-  if "quant" in load_config(workdir):
-    raise CheckpointError(f"{workdir} is a `swahili100 quantize` folder, not a training "
-                          "checkpoint; load it with swahili100.export.quantize.load_quantized")
+  if fs.exists(fs.join(workdir, "config.json")) and not fs.exists(directory):
+    raise CheckpointError(f"{workdir} has a config.json but no {CHECKPOINTS}/ folder: not a "
+                          "training run (a `swahili100 quantize` output loads through "
+                          "swahili100.inference.load); give a run folder or one of its steps")
   mngr = _quiet_manager(directory, ocp.CheckpointManagerOptions(read_only=True))
   try:
     step = mngr.latest_step() if step is None else step

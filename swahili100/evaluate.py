@@ -30,6 +30,7 @@ from flax import nnx
 
 from swahili100 import checkpoint, config_lib, data, fs, inference, lm, records, sharding
 from swahili100.evals import EvalDataError, bpb, compare, datasets, scoring, tasks
+from swahili100.export import quantize
 
 
 def parse_args(argv):
@@ -85,7 +86,7 @@ def check_data(names, specs, harness_mode):
 
 def _step(path: str):
   workdir, step = checkpoint.split_path(path)
-  if step is None and not checkpoint.is_quantized(path):
+  if step is None and not quantize.is_quantized(path):
     step = checkpoint.latest_step(workdir)
   return step
 

@@ -14,6 +14,6 @@ from swahili100.export import quantize
 
 def load(path: str, mesh=None):
   """(config, model) of `path`; a quantized folder loads as its quantized model."""
-  if checkpoint.is_quantized(path):
+  if quantize.is_quantized(path):
     return quantize.load_quantized(checkpoint.split_path(path)[0])
   return checkpoint.load_model(path, mesh)

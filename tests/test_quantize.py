@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from swahili100 import evaluate, generate, inference
+from swahili100 import checkpoint, evaluate, generate, inference
 from swahili100.evals import bpb
 from swahili100.export import quantize
 from tests.test_export_hf import export_config, random_model
@@ -73,6 +73,9 @@ def test_quantize_cli_report_load_and_generate(tiny_records, tmp_path, capsys):
   assert report["quant_weight_bytes"] < 0.6 * report["float_weight_bytes"]
 
   qconfig, qmodel = inference.load(out)  # dispatches on the `quant` block
+  assert quantize.is_quantized(out) and not quantize.is_quantized(workdir)
+  with pytest.raises(checkpoint.CheckpointError, match="not a training run"):
+    checkpoint.load_params(out, None)   # a training-only loader refuses it, by name
   assert qconfig.quant.bits == 4 and qconfig.quant.group_size == 64
   assert isinstance(qmodel.layers[1].mlp.down_proj, quantize.QuantLinear)
   assert isinstance(qmodel.lm_head, quantize.QuantLinear)

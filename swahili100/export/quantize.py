@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from swahili100 import checkpoint, config_lib, data
+from swahili100 import checkpoint, config_lib, data, fs
 from swahili100 import model as model_lib
 from swahili100.evals import bpb
 
@@ -263,6 +263,12 @@ def save_quantized(model, config, out_dir: str, quant: dict) -> None:
   cfg.quant = ml_collections.ConfigDict(quant)
   with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
     f.write(cfg.to_json(indent=2))
+
+
+def is_quantized(path: str) -> bool:
+  """True for a folder this module wrote (its config.json has a `quant` section)."""
+  workdir, _ = checkpoint.split_path(path)
+  return fs.exists(fs.join(workdir, "config.json")) and "quant" in checkpoint.load_config(workdir)
 
 
 def load_quantized(path: str):
