@@ -373,6 +373,8 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 # ----------------------------------------------------------------------------- events
 
+# Module globals on purpose: a named point must reach pool workers (through the initializer)
+# without a parameter threaded through every phase; production never installs a hook.
 _hook: Callable[..., None] | None = None
 _where: dict = {}   # the unit this process is running ({"unit", "index"}), added to every event
 

@@ -15,9 +15,6 @@ through lm-evaluation-harness on the JAX model (swahili100/evals/harness.py).
 Writes eval.json ({"checkpoint", "step", "items", "tasks": {task: figures}}; default
 <workdir>/eval.json) and, beside it, eval.items.jsonl: one line per item (task, id, scores per
 choice, predictions, gold). The batch runs on a ('data',) mesh of every device.
-
-`--metric loss|bpb|xcopa|all` (with --xcopa PATH) is the older interface: it maps to --tasks and
-also writes the older flat keys (loss, bpb, tokens, xcopa_accuracy, xcopa_items).
 """
 
 import argparse
@@ -51,21 +48,7 @@ def parse_args(argv):
   p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
                  help="paired bootstrap of B - A over the items both scored")
   p.add_argument("--compare-metric", default="acc", choices=["acc", "acc_norm", "acc_bytes"])
-  p.add_argument("--metric", default=None, choices=["loss", "bpb", "xcopa", "all"],
-                 help="older interface: see the module docstring")
-  p.add_argument("--xcopa", default=None, help="older interface: --data xcopa=PATH")
   return p.parse_args(argv)
-
-
-def _legacy(args) -> list[str]:
-  """--tasks (and --data) of the older --metric/--xcopa flags."""
-  if args.xcopa:
-    args.data.append(f"xcopa={args.xcopa}")
-  if args.metric in ("loss", "bpb"):
-    return ["bpb"]
-  if args.metric == "xcopa":
-    return ["xcopa"]
-  return ["bpb", "xcopa"] if args.xcopa else ["bpb"]
 
 
 def check_data(names, specs, harness_mode):
@@ -179,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
       return 0
     if not args.checkpoint:
       raise EvalDataError("--checkpoint is required (or --compare A.json B.json)")
-    legacy = args.metric is not None or (args.tasks is None and args.xcopa is not None)
-    names = _legacy(args) if legacy or args.tasks is None else [
+    names = ["bpb"] if args.tasks is None else [
         t.strip() for t in args.tasks.split(",") if t.strip()]
     specs = datasets.parse_specs(args.data)
     unknown = [n for n in names if n not in tasks.NAMES and args.harness != "lm-eval"]
@@ -193,10 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"swahili100 evaluate: error: {e}", file=sys.stderr)
     return 2
   report = {"checkpoint": args.checkpoint, "step": _step(args.checkpoint), "tasks": figures}
-  if legacy:  # the older flat keys
-    report.update({k: figures["bpb"][k] for k in ("loss", "bpb", "tokens") if "bpb" in figures})
-    if "xcopa" in figures:
-      report.update(xcopa_accuracy=figures["xcopa"]["acc"], xcopa_items=figures["xcopa"]["n"])
   if jax.process_index() != 0:  # every process scored the same items; one writes them
     return 0
   out = args.output or fs.join(checkpoint.split_path(args.checkpoint)[0], "eval.json")

@@ -88,11 +88,11 @@ def test_quantize_cli_report_load_and_generate(tiny_records, tmp_path, capsys):
   assert len(ids) == 8 and all(0 <= i < config.model.vocab_size for i in ids)
   # the CLIs run the quantized folder directly (inference.load dispatch)
   capsys.readouterr()
-  assert evaluate.main(["--checkpoint", out, "--metric", "loss", "--max-batches", "2",
+  assert evaluate.main(["--checkpoint", out, "--tasks", "bpb", "--max-batches", "2",
                         "--output", str(tmp_path / "eval.json")]) == 0
   ev = json.load(open(tmp_path / "eval.json"))
   capsys.readouterr()
-  assert ev["bpb"] == pytest.approx(report["after"]["bpb"], rel=1e-4)
+  assert ev["tasks"]["bpb"]["bpb"] == pytest.approx(report["after"]["bpb"], rel=1e-4)
   assert generate.main(["--checkpoint", out, "--prompt", "Habari za asubuhi", "--temperature",
                         "0", "--max-new-tokens", "6"]) == 0
   text = capsys.readouterr().out

@@ -205,11 +205,6 @@ def test_evaluate_cli_matches_training_eval_and_scores_xcopa(run12, tmp_path):
   x = report["tasks"]["xcopa"]
   assert x["n"] == 2 and x["acc"] in (0.0, 0.5, 1.0) and x["chance"] == 0.5
   assert len((tmp_path / "eval.items.jsonl").read_text().splitlines()) == 2
-  # the older flags still work and also write the older flat keys
-  assert evaluate.main(["--checkpoint", workdir, "--metric", "all", "--max-batches", "2",
-                        "--xcopa", str(xcopa), "--output", str(tmp_path / "old.json")]) == 0
-  old = json.load(open(tmp_path / "old.json"))
-  assert old["bpb"] == report["tasks"]["bpb"]["bpb"] and old["xcopa_accuracy"] == x["acc"]
 
 
 def test_grain_worker_processes_give_the_same_batches_and_resume_exactly(tiny_records, tmp_path):
