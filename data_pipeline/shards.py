@@ -55,7 +55,8 @@ API
 `parse_cli(argv, prog, doc, section, flags, *, common)`
     Every data phase's command line: the common flags (--input --output --workers
     --max-line-bytes), the phase's own, `--config.<section>.<key>=value` overrides of
-    configs/data.py, explicit flags winning.
+    configs/data.py; a short flag is its config field under another name (both at once:
+    refused).
 `ignored_files(root)` / `total_stats(root, results)` / `write_json(path, obj)`
     Files in an input folder that are not shards (counted in notes.ignored_files, warned), the
     merged stats of a phase's units, and atomic JSON writing.
@@ -620,10 +621,10 @@ def parse_cli(argv: list[str] | None, prog: str, doc: str, section: str,
   """Every data phase's command line; returns (args, data config).
 
   The parser gets the `common` flags and the phase's own (`flags(parser, cfg)`; a flag that sets a
-  config key defaults to None, meaning not given). Then `--config.<section>.<key>=value`
-  overrides of configs/data.py are applied (an unknown key or bad value is refused by
-  `config_lib`, through `parser.error`), then every flag that was given is copied onto the key of
-  its name in `section` or `runner`, so explicit flags win. `check(args)` may return a usage
+  config key defaults to None, meaning not given). A flag named like a key of `section` or
+  `runner` is another spelling of that field: it becomes `--config.<section>.<key>=value` and is
+  applied with the other overrides of configs/data.py; setting one field both ways, or an
+  unknown key or bad value, is refused through `parser.error`. `check(args)` may return a usage
   error, reported like argparse's own."""
   cfg = data_config.get_config()
   r = cfg.runner
@@ -644,14 +645,13 @@ def parse_cli(argv: list[str] | None, prog: str, doc: str, section: str,
   if flags is not None:
     flags(p, cfg)
   args, extra = p.parse_known_args(argv)
+  given = {f"{s}.{key}": ("--" + key.replace("_", "-"), value)
+           for key, value in vars(args).items() if value is not None
+           for s in [next((s for s in (section, "runner") if key in cfg[s]), None)] if s}
   try:
-    config_lib.apply_overrides(cfg, extra, check=False)
+    config_lib.apply_overrides(cfg, config_lib.aliases(given, extra) + extra, check=False)
   except config_lib.ConfigError as e:
     p.error(str(e))
-  for key, value in vars(args).items():
-    node = next((cfg[s] for s in (section, "runner") if key in cfg[s]), None)
-    if value is not None and node is not None:
-      node[key] = value
   error = check(args) if check is not None else None
   if error:
     p.error(error)

@@ -13,6 +13,7 @@ import difflib
 import importlib.util
 import json
 import os
+from typing import Any
 
 import ml_collections
 
@@ -90,6 +91,17 @@ def set_value(config: ml_collections.ConfigDict, key: str, text: str) -> None:
                       f"--config.{key}.{next(iter(current.keys()))}=...")
   with node.unlocked():
     node[parts[-1]] = _parse(key, text, current)
+
+
+def aliases(given: dict[str, tuple[str, Any]], overrides: list[str]) -> list[str]:
+  """The `--config.k=v` of each short flag given ({dotted key: (flag, value)}): a short flag is
+  another spelling of its config field, so setting a key both ways is refused, not ranked."""
+  keys = {o[len("--config."):].partition("=")[0] for o in overrides if o.startswith("--config.")}
+  both = sorted(set(given) & keys)
+  if both:
+    flag = given[both[0]][0]
+    raise ConfigError(f"{flag} and --config.{both[0]} set the same field; give one of them")
+  return [f"--config.{k}={v}" for k, (_, v) in given.items()]
 
 
 def apply_overrides(config, argv: list[str], check: bool = True) -> ml_collections.ConfigDict:

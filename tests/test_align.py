@@ -1,5 +1,6 @@
 """Alignment: the chat format and its mask, SFT on assistant tokens, DPO against a reference."""
 
+import argparse
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import tokenizers
 
-from swahili100 import checkpoint, generate, special_tokens, train
+from swahili100 import checkpoint, config_lib, generate, special_tokens, train
 from swahili100.align import chat, main as align
 
 from conftest import REPO, tiny_config
@@ -85,6 +86,28 @@ def test_bad_jsonl_line_is_named(base_run, tmp_path, capsys):
   assert align.main(["--stage", "sft", "--checkpoint", base_run, "--workdir",
                      str(tmp_path / "x"), "--data", str(bad)]) == 2
   assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_short_flags_are_names_of_config_fields(base_run, tmp_path, capsys):
+  """--steps is train.num_steps: either spelling works, both at once is refused; warmup and
+  checkpoint interval follow the final length unless given."""
+  def config(*extra):
+    args = argparse.Namespace(stage="sft", checkpoint=base_run, data=str(tmp_path / "d.jsonl"),
+                              steps=None, lr=None, batch_size=None, seq_len=None, seed=None,
+                              beta=None)
+    for flag, value in zip(extra[::2], extra[1::2]):
+      setattr(args, flag, value)
+    return args
+
+  c = align.config_for(config(), ["--config.train.num_steps=60"])
+  assert (c.train.num_steps, c.optim.warmup_steps, c.train.checkpoint_every) == (60, 6, 60)
+  c = align.config_for(config("steps", 30), ["--config.optim.warmup_steps=2"])
+  assert (c.train.num_steps, c.optim.warmup_steps, c.optim.lr) == (30, 2, 1e-4)
+  with pytest.raises(config_lib.ConfigError, match="--steps and --config.train.num_steps"):
+    align.config_for(config("steps", 30), ["--config.train.num_steps=60"])
+  assert align.main(["--stage", "sft", "--checkpoint", base_run, "--workdir", str(tmp_path / "x"),
+                     "--lr", "1e-3", "--config.optim.lr=2e-3"]) == 2
+  assert "--lr and --config.optim.lr set the same field" in capsys.readouterr().err
 
 
 def _losses(workdir):

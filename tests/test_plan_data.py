@@ -183,15 +183,20 @@ def test_plan_data_cli_with_records(tokenized, capsys):
   assert not any("were the records made from this input" in w for w in mix["warnings"])
   assert sum(s["weight"] for s in mix["sources"].values()) == pytest.approx(1.0)
   assert "news" in capsys.readouterr().err   # the table
-  # explicit flags win over --config.plan.*, unknown keys are refused
+  # --config.plan.* and the short flags set the same fields; one field, one value
   assert plan_data.main(["--input", str(root / "filtered"), "--output", str(out),
                          "--config.plan.rule=rehydrate", "--config.plan.tokens=5e4"]) == 0
   mix = json.loads(out.read_text())
   assert mix["rule"] == "rehydrate" and mix["target_tokens"] == 5e4
   assert mix["tokens_from"].startswith("estimated: bytes / 4.930")
   assert plan_data.main(["--input", str(root / "filtered"), "--output", str(out), "--rule",
-                         "muennighoff", "--config.plan.rule=rehydrate"]) == 0
+                         "muennighoff", "--config.plan.tokens=5e4"]) == 0
   assert json.loads(out.read_text())["rule"] == "muennighoff"
+  capsys.readouterr()
+  with pytest.raises(SystemExit):
+    plan_data.main(["--input", str(root / "filtered"), "--output", str(out), "--rule",
+                    "muennighoff", "--config.plan.rule=rehydrate"])
+  assert "--rule and --config.plan.rule set the same field" in capsys.readouterr().err
   with pytest.raises(SystemExit):
     plan_data.main(["--input", str(root / "filtered"), "--output", str(out),
                     "--config.plan.tokenz=1"])

@@ -229,19 +229,25 @@ def test_every_phase_refuses_unknown_config_keys(module, tmp_path, capsys):
   assert not (tmp_path / "o").exists()   # refused before any work
 
 
-def test_config_overrides_reach_clean_dedup_and_download(tmp_path):
+def test_config_overrides_reach_clean_dedup_and_download(tmp_path, capsys):
   c = tmp_path / "c"
   assert clean.main(["--input", str(SAMPLE), "--output", str(c),
                      "--config.clean.min_chars=100000"]) == 0
   assert json.loads((c / "stats.json").read_text())["docs"]["out"] == 0
   assert clean.main(["--input", str(SAMPLE), "--output", str(tmp_path / "c2"), "--min-chars", "50",
-                     "--config.clean.min_chars=100000", "--config.runner.workers=2"]) == 0
+                     "--config.runner.workers=2"]) == 0
   assert json.loads((tmp_path / "c2" / "stats.json").read_text())["docs"]["out"] == 403
-  d = tmp_path / "d"   # the explicit flag wins over the override of the same key
+  d = tmp_path / "d"   # a short flag is its config field under another name
   assert dedup.main(["--input", str(tmp_path / "c2"), "--output", str(d), "--threshold", "0.9",
-                     "--config.dedup.threshold=0.5", "--config.dedup.num_perm=64"]) == 0
+                     "--config.dedup.num_perm=64"]) == 0
   conf = json.loads((d / "stats.json").read_text())["config"]
   assert conf["threshold"] == 0.9 and conf["num_perm"] == 64
+  capsys.readouterr()
+  with pytest.raises(SystemExit):   # one field, one value: both spellings at once are refused
+    dedup.main(["--input", str(tmp_path / "c2"), "--output", str(tmp_path / "d2"),
+                "--threshold", "0.9", "--config.dedup.threshold=0.5"])
+  assert "--threshold and --config.dedup.threshold set the same field" in capsys.readouterr().err
+  assert not (tmp_path / "d2").exists()
   from data_pipeline import download
   raw = tmp_path / "raw"
   assert download.main(["--source", "local", "--path", str(SAMPLE), "--output", str(raw),

@@ -6,8 +6,9 @@
         [--config.train.log_every=5 --config.mesh.fsdp=2 --config.optim.warmup_steps=4 ...]
 
 The run's config is the base checkpoint's config.json with the alignment recipe on top (the short
-flags set `train.num_steps`, `optim.lr`, `data.batch_size`, `data.seq_len`, `data.shuffle_seed`,
-`align.beta`; `--config.a.b=v` overrides any key afterwards, as for `train`). SFT trains the
+flags are other names of `train.num_steps`, `optim.lr`, `data.batch_size`, `data.seq_len`,
+`data.shuffle_seed`, `align.beta`; `--config.a.b=v` sets any key, as for `train`; one field given
+both ways is refused). SFT trains the
 language-model loss on assistant tokens only; DPO trains -log σ(β[(log π(c) - log π_ref(c)) -
 (log π(r) - log π_ref(r))]) (Rafailov et al. 2023) against the base model, kept frozen and
 sharded like the policy. Both get everything `train` has: sharding, gradient accumulation,
@@ -26,24 +27,36 @@ from swahili100.align import data as align_data
 SAMPLES = os.path.dirname(__file__)
 # an existing workdir holding another recipe is refused, not resumed
 RESUME_KEYS = ("model", "align", "optim.lr", "optim.name", "data.worker_count")
+# The alignment recipe over the base run's config; each short flag is one of these fields.
+RECIPE = {"train.num_steps": ("--steps", 40), "optim.lr": ("--lr", 1e-4),
+          "data.batch_size": ("--batch-size", 8), "data.seq_len": ("--seq-len", 256),
+          "data.shuffle_seed": ("--seed", 0), "align.beta": ("--beta", 0.1)}
 
 
 def config_for(args, overrides: list[str]):
-  """The base run's config with the alignment recipe of `args`, then `overrides`."""
+  """The base run's config with the alignment recipe, the short flags and `overrides` on top
+  (a field set both by its flag and by --config.* is refused)."""
   config = checkpoint.load_config(checkpoint.split_path(args.checkpoint)[0])
   with config.unlocked():
     for stale in ("runtime", "align"):  # the base run's, not this run's
       if stale in config:
         del config[stale]
     config.align = {"stage": args.stage, "data": fs.absolute(args.data),
-                    "base": fs.absolute(args.checkpoint), "beta": args.beta}
-    config.optim.update(lr=args.lr, grad_accum=1, z_loss=0.0)
-    config.data.update(batch_size=args.batch_size, seq_len=args.seq_len, shuffle_seed=args.seed)
-    config.train.update(num_steps=args.steps, log_every=1, eval_every=0, init_from="",
-                        checkpoint_every=max(args.steps, 1), keep_every=0)
-  config_lib.apply_overrides(config, overrides, check=False)
-  if not any(o.startswith("--config.optim.warmup_steps") for o in overrides):
-    config.optim.warmup_steps = max(1, config.train.num_steps // 10)
+                    "base": fs.absolute(args.checkpoint), "beta": 0.0}
+    config.optim.update(grad_accum=1, z_loss=0.0, warmup_steps=None)
+    config.train.update(log_every=1, eval_every=0, init_from="", checkpoint_every=None,
+                        keep_every=0)
+  for key, (_, value) in RECIPE.items():
+    config_lib.set_value(config, key, str(value))
+  given = {key: (flag, getattr(args, flag[2:].replace("-", "_"))) for key, (flag, _) in
+           RECIPE.items() if getattr(args, flag[2:].replace("-", "_")) is not None}
+  config_lib.apply_overrides(config, config_lib.aliases(given, overrides) + overrides,
+                             check=False)
+  steps = config.train.num_steps
+  if config.optim.warmup_steps is None:   # from the run's final length, unless given
+    config.optim.warmup_steps = max(1, steps // 10)
+  if config.train.checkpoint_every is None:
+    config.train.checkpoint_every = max(steps, 1)
   config_lib.validate(config)
   return config
 
@@ -76,12 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                  help="jsonl examples (default: the embedded sample_<stage>.jsonl)")
   p.add_argument("--workdir", required=True, help="output run folder")
   p.add_argument("--resume", default=None, help="'latest' or <workdir>/checkpoints/<step>")
-  p.add_argument("--steps", type=int, default=40, help="train.num_steps")
-  p.add_argument("--lr", type=float, default=1e-4, help="optim.lr")
-  p.add_argument("--batch-size", type=int, default=8, help="data.batch_size")
-  p.add_argument("--seq-len", type=int, default=256, help="data.seq_len")
-  p.add_argument("--beta", type=float, default=0.1, help="DPO temperature (align.beta)")
-  p.add_argument("--seed", type=int, default=0, help="data.shuffle_seed")
+  for key, (flag, default) in RECIPE.items():   # each one a name of its config field
+    p.add_argument(flag, type=type(default), default=None, help=f"{key} (default {default})")
   args, overrides = p.parse_known_args(argv)
   args.data = args.data or os.path.join(SAMPLES, f"sample_{args.stage}.jsonl")
   try:
