@@ -16,9 +16,9 @@ def get_config() -> ml_collections.ConfigDict:
   m.vocab_size = 2048          # must equal the records' manifest vocab_size
   m.d_model = 128              # residual width D
   m.num_layers = 2             # decoder blocks L
-  m.num_heads = 4              # query heads H
+  m.num_heads = 4              # query heads N
   m.num_kv_heads = 2           # key/value heads K (GQA); must divide num_heads
-  m.head_dim = 32              # per-head width; d_model // num_heads is the usual choice
+  m.head_dim = 32              # per-head width H; d_model // num_heads is the usual choice
   m.mlp_dim = 384              # SwiGLU hidden F
   m.rope_theta = 10000.0       # RoPE base, Hugging Face Llama layout (rotate halves)
   m.norm_eps = 1e-5            # RMSNorm epsilon

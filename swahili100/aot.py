@@ -8,7 +8,8 @@ compile-only TPU devices from `jax.experimental.topologies` (libtpu from `pip in
 'swahili100[tpu]'`; no TPU needed), under `jax.set_mesh`, so `attention=auto` picks splash and
 Mosaic lowers for real. Prints one JSON line: topology, device kind, mesh, bytes per device
 (arguments, outputs, temporaries, total) against the chip's HBM, `fits`, FLOPs per step from the
-compiled cost analysis next to the 6N + 12·L·H·Q·T formula, and the MFU a stated tokens/s needs.
+compiled cost analysis next to the 6P + 12·L·N·H·T formula (PaLM's 6N + 12LHQT), and the MFU a
+stated tokens/s needs.
 Exit 0 when the step fits, 1 when it does not (the message says by how much and what to try).
 """
 

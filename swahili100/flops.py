@@ -29,12 +29,13 @@ CPU_PEAK_MATMUL = 3072  # side of the float32 matmul that measures a CPU's peak
 
 
 def flops_per_token(model_cfg, seq_len: int) -> float:
-  """Training FLOPs per token, 6N + 12·L·H·Q·T.
+  """Training FLOPs per token, 6P + 12·L·N·H·T (the codebase's letters, docs/ARCHITECTURE.md).
 
-  N counts every parameter that takes part in a matmul per token: all parameters minus the input
-  embedding lookup, except that a tied embedding counts once as the output head. L·H·Q·T is
+  P counts every parameter that takes part in a matmul per token: all parameters minus the input
+  embedding lookup, except that a tied embedding counts once as the output head. L·N·H·T is
   layers × query heads × head dim × sequence length (attention scores and values, forward and
   backward, counting the full T×T matrix as PaLM does, although causal masking skips half).
+  PaLM writes the same formula 6N + 12·L·H·Q·T; aot's report keeps that name for its key.
   """
   m = model_cfg
   n = model_lib.num_params(m) - (0 if m.tie_embeddings else m.vocab_size * m.d_model)
