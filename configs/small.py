@@ -14,11 +14,11 @@ Ablations: --config configs/small.py:ablation, a 2-layer variant (AdamW as in 20
   ~3 min each on 2 cores.
 """
 
-from configs import debug
+from configs import base
 
 
 def get_config(arg: str | None = None):
-  c = debug.get_config()
+  c = base.get_config()
   m = c.model
   m.vocab_size = 16384         # the tokenizer's --vocab-size
   m.d_model = 256

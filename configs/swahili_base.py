@@ -27,11 +27,11 @@ Data plan (swahili100 plan-data, docs/RESEARCH.md): FineWeb-2 swh_Latn alone (~3
   Muennighoff et al. 2023 (R* = 15.4): inside the ~4 epochs that cost little.
 """
 
-from configs import debug
+from configs import base
 
 
 def get_config(arg: str | None = None):
-  c = debug.get_config()
+  c = base.get_config()
   m = c.model
   m.vocab_size = 16384         # the tokenizer's --vocab-size
   m.d_model = 768
