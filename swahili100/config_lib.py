@@ -122,6 +122,7 @@ def apply_overrides(config, argv: list[str], check: bool = True) -> ml_collectio
     i += 1
   if check:
     validate(config)
+    config.lock()   # a run's config gains no field after this; what it resolves is recorded apart
   return config
 
 

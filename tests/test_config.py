@@ -2,7 +2,7 @@
 
 import pytest
 
-from swahili100 import config_lib, model, train
+from swahili100 import config_lib, engine, model, train
 
 from conftest import REPO
 
@@ -67,3 +67,12 @@ def test_small_config_and_its_ablation_variant_are_what_research_md_records():
   # the recipe the 2026-12-06 ablations chose; the ablation variant keeps the AdamW baseline
   assert (small.optim.name, small.optim.muon_lr, small.optim.embed_lr) == ("muon", 0.04, 0.01)
   assert (abl.optim.name, abl.optim.lr, abl.optim.embed_lr) == ("adamw", 2e-3, 0.0)
+
+
+def test_a_loaded_config_gains_no_field_and_the_run_record_is_apart():
+  config = config_lib.apply_overrides(_debug(), ["--config.optim.lr=1e-3"])
+  with pytest.raises(AttributeError):
+    config.runtime = {"platform": "cpu"}   # locked: resolved values go to config.json only
+  rec = engine.recorded(config, {"runtime": {"platform": "cpu"}, "data.records_dir": "/abs"})
+  assert rec.runtime.platform == "cpu" and rec.data.records_dir == "/abs"
+  assert "runtime" not in config and config.data.records_dir != "/abs"
