@@ -394,16 +394,12 @@ def _flags(p: argparse.ArgumentParser, cfg) -> None:
                  help=f"processes sharing the work (default {d.num_processes})")
 
 
-def _check(args) -> str | None:
-  n = args.num_processes or 1
-  if not 0 <= (args.process_id or 0) < n:
-    return f"--process-id must be in 0..{n - 1} for --num-processes {n}"
-  return None
-
-
 def main(argv: list[str] | None = None) -> int:
-  args, cfg = shards.parse_cli(argv, "dedup", __doc__, "dedup", _flags, check=_check)
+  args, cfg = shards.parse_cli(argv, "dedup", __doc__, "dedup", _flags)
   d, r = cfg.dedup, cfg.runner
+  if not 0 <= d.process_id < d.num_processes:
+    raise SystemExit(f"dedup: --process-id {d.process_id} is not one of 0..{d.num_processes - 1} "
+                     f"(--num-processes {d.num_processes})")
   inp, out = Path(args.input), Path(args.output)
   state = out / STATE_DIR
   conf = {"threshold": d.threshold, "num_perm": d.num_perm, "shingle": d.shingle,

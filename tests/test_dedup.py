@@ -419,3 +419,6 @@ def test_several_processes_remove_what_one_removes(planted, tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=120)
   assert alone.returncode != 0 and "(process 1)" in alone.stderr
   assert "--process-id 1" in alone.stderr
+  with pytest.raises(SystemExit, match="--process-id 2 is not one of 0..1"):
+    dedup.main(["--input", str(many), "--output", str(tmp_path / "x"), "--num-processes", "2",
+                "--config.dedup.process_id=2"])
