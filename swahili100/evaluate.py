@@ -26,7 +26,7 @@ import jax
 from flax import nnx
 
 from swahili100 import checkpoint, config_lib, data, fs, inference, lm, records, sharding
-from swahili100.evals import EvalDataError, bpb, compare, datasets, scoring, tasks
+from swahili100.evals import EvalDataError, bpb, compare, datasets, harness, scoring, tasks
 from swahili100.export import quantize
 
 
@@ -94,8 +94,9 @@ def evaluate(args, names, specs) -> tuple[dict, list[dict]]:
   out, rows = {}, []
   native = list(names)
   if args.harness == "lm-eval":
+    if harness.LM_EVAL_MISSING:
+      raise EvalDataError(harness.LM_EVAL_MISSING)
     import lm_eval  # noqa: PLC0415 (the [eval] extra)
-    from swahili100.evals import harness  # noqa: PLC0415
     via = [n for n in names if n != "bpb" or n in specs]
     native = [n for n in names if n not in via]  # records bpb is not an lm-eval task
     adapter = harness.Swahili100LM(config=config, model=model, mesh=mesh,

@@ -5,6 +5,8 @@ import hashlib
 import http.server
 import json
 import os
+import subprocess
+import sys
 import threading
 
 import jax
@@ -490,3 +492,16 @@ def test_ours_lm_eval_on_jax_and_lm_eval_hf_agree_per_item(task, parts, run, loa
   # items differ by far more than the tolerance, so agreeing item by item means something
   assert np.std([r["scores"][0] for r in ours_rows]) > 0.05
   assert ours["n"] == len(items)
+
+
+def test_without_lm_eval_evaluate_imports_and_the_harness_flag_says_what_to_install():
+  """lm-eval is the [eval] extra: without it `evaluate` still imports (bpb and the native tasks
+  run) and `--harness lm-eval` is refused with the install command."""
+  code = ("import sys; sys.modules['lm_eval'] = None\n"
+          "from swahili100 import evaluate\n"
+          "from swahili100.evals import harness\n"
+          "print(repr(harness.LM_EVAL_MISSING))")
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                     env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert r.returncode == 0, r.stderr[-1500:]
+  assert "--harness lm-eval needs lm-evaluation-harness (pip install -e '.[eval]')" in r.stdout

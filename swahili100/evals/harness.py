@@ -21,14 +21,20 @@ Log-likelihoods come from `scoring.loglikelihoods`, rolling log-likelihoods from
 import os
 
 import jax
-import lm_eval.models  # noqa: F401 (lm-eval fills its registry lazily only while it is empty:
-from flax import nnx  # registering ours first would hide "hf" and the rest by name)
-from lm_eval.api.model import TemplateLM
-from lm_eval.api.registry import register_model
+from flax import nnx
 
 from swahili100 import generate, inference, lm, sharding, special_tokens
 from swahili100.align import chat
 from swahili100.evals import EvalDataError, datasets, scoring, tasks
+
+try:   # the [eval] extra; without it this module imports and LM_EVAL_MISSING says why
+  import lm_eval.models  # noqa: F401 (lm-eval fills its registry lazily only while it is empty:
+  from lm_eval.api.model import TemplateLM  # registering ours first would hide "hf" and the rest)
+  from lm_eval.api.registry import register_model
+  LM_EVAL_MISSING = ""
+except ImportError as e:
+  TemplateLM, register_model = object, lambda name: (lambda cls: cls)
+  LM_EVAL_MISSING = f"--harness lm-eval needs lm-evaluation-harness (pip install -e '.[eval]'): {e}"
 
 TASKS_DIR = os.path.join(os.path.dirname(__file__), "lm_eval_tasks")
 PREFIX = "swahili100_"  # lm-eval name of task t: swahili100_<t>
