@@ -399,16 +399,21 @@ def test_several_processes_remove_what_one_removes(planted, tmp_path):
     _write(many / f"p{k}.jsonl", docs[k::6])
   one, three = tmp_path / "one", tmp_path / "three"
   assert dedup.main(["--input", str(many), "--output", str(one)]) == 0
-  procs = [subprocess.Popen([sys.executable, "-m", "data_pipeline.dedup", "--input", str(many),
-                             "--output", str(three), "--num-processes", "3", "--process-id", str(i)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for i in range(3)]
+  logs = [tmp_path / f"p{i}.log" for i in range(3)]   # files: no process waits on a full pipe
+  procs = []
+  for i, log in enumerate(logs):
+    with open(log, "w") as f:
+      procs.append(subprocess.Popen(
+          [sys.executable, "-m", "data_pipeline.dedup", "--input", str(many), "--output",
+           str(three), "--num-processes", "3", "--process-id", str(i)],
+          cwd=REPO, stdout=f, stderr=subprocess.STDOUT, text=True))
   try:
-    results = [p.communicate(timeout=180) for p in procs]
+    for p in procs:
+      p.wait(timeout=180)
   finally:
     for p in procs:
       p.kill()
-  assert [p.returncode for p in procs] == [0, 0, 0], [e[-800:] for _, e in results]
+  assert [p.returncode for p in procs] == [0, 0, 0], [log.read_text()[-800:] for log in logs]
   files = sorted(q.relative_to(one) for q in one.rglob("*") if q.is_file() and q.name != "run.json")
   assert files == sorted(q.relative_to(three) for q in three.rglob("*")
                          if q.is_file() and q.name != "run.json")

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,21 +24,28 @@ def free_port() -> int:
 
 
 def run_processes(n: int, extra: list[str], workdir) -> list[tuple[int, dict, str]]:
-  """(exit code, JSON verdict, stderr) of each of n preflight processes."""
+  """(exit code, JSON verdict, stderr) of each of n preflight processes.
+
+  Output goes to files, not pipes: a process blocked on a full pipe that nobody reads yet would
+  never reach jax.distributed.shutdown, and the others would wait for it there."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
   env.pop("TPU_WORKER_HOSTNAMES", None)
   port = free_port()
+  logs = Path(str(workdir) + ".logs")
+  logs.mkdir(parents=True, exist_ok=True)
   procs = []
   try:
     for i in range(n):
-      procs.append(subprocess.Popen(
-          [sys.executable, "-m", "swahili100.preflight", "--workdir", str(workdir),
-           "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", str(n),
-           "--process-id", str(i), "--timeout", "60", *extra],
-          cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+      with open(logs / f"{i}.out", "w") as out, open(logs / f"{i}.err", "w") as err:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "swahili100.preflight", "--workdir", str(workdir),
+             "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", str(n),
+             "--process-id", str(i), "--timeout", "60", *extra],
+            cwd=REPO, env=env, text=True, stdout=out, stderr=err))
     results = []
-    for p in procs:
-      out, err = p.communicate(timeout=WAIT_S)
+    for i, p in enumerate(procs):
+      p.wait(timeout=WAIT_S)
+      out, err = (logs / f"{i}.out").read_text(), (logs / f"{i}.err").read_text()
       # gloo chats on stdout too, and may write into the verdict's line: find the verdict itself.
       verdicts = [json.JSONDecoder().raw_decode(ln[ln.index('{"preflight"'):])[0]
                   for ln in out.splitlines() if '{"preflight"' in ln]
