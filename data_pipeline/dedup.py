@@ -249,37 +249,30 @@ class RedisIndex:
 
   def earlier(self, spool: Path) -> list[Path]:
     """Spools the other runs' survivors to local files (one scan of the server)."""
-    files, ids, sigs = [], [], []
+    files, keys, sigs = [], [], []
 
-    def flush():
-      f = spool / f"redis-{len(files):05d}.npz"
-      dedup_index.write_source(f, ids, np.zeros((len(ids), 16), np.uint8), np.stack(sigs))
-      files.append(f)
-      ids.clear(), sigs.clear()
+    def flush():   # this run's own entries (an interrupted attempt's) are not earlier documents
+      runs = self._call(self.r.hmget, self.run_hash, keys)
+      other = [r is None or r.decode() != self.run_key for r in runs]
+      if any(other):
+        f = spool / f"redis-{len(files):05d}.npz"
+        ids = [k.decode("utf-8", "surrogatepass") for k, o in zip(keys, other) if o]
+        dedup_index.write_source(f, ids, np.zeros((len(ids), 16), np.uint8),
+                                 np.stack([s for s, o in zip(sigs, other) if o]))
+        files.append(f)
+      keys.clear(), sigs.clear()
 
     try:
       for key, sig in self.r.hscan_iter(self.sig_key, count=1000):
-        ids.append(key.decode("utf-8", "surrogatepass"))
+        keys.append(key)
         sigs.append(np.frombuffer(sig, np.uint32))
-        if len(ids) >= self.SPOOL_DOCS:
+        if len(keys) >= self.SPOOL_DOCS:
           flush()
     except self.errors as e:
       raise IndexUnavailable(f"the Redis index {self.url} stopped answering ({e})") from e
-    if ids:
+    if keys:
       flush()
-    runs = [self._call(self.r.hmget, self.run_hash, dedup_index.read_source(f)[0]) for f in files]
-    return [f for f, rk in zip(files, runs) if self._keep(f, rk)]
-
-  def _keep(self, f: Path, runs: list) -> bool:
-    """Drops this run's own entries from a spooled file; False if none is left."""
-    ids, keys, sigs = dedup_index.read_source(f)
-    other = [r is None or r.decode() != self.run_key for r in runs]
-    if all(other):
-      return True
-    if not any(other):
-      return False
-    dedup_index.write_source(f, [i for i, o in zip(ids, other) if o], keys[other], sigs[other])
-    return True
+    return files
 
   def add(self, k: int, ids: list[str], keys: np.ndarray, sigs: np.ndarray) -> None:
     del k, keys

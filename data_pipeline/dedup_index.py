@@ -63,6 +63,12 @@ def read_source(path: Path) -> tuple[list[str], np.ndarray | None, np.ndarray]:
     return ids, z["keys"], z["sigs"]
 
 
+def read_signatures(path: Path) -> np.ndarray:
+  """Only the signatures [n, P] uint32 of a signature file (no ids decoded)."""
+  with np.load(path) as z:
+    return z["sigs"]
+
+
 def write_source(path: Path, ids: list[str], keys: np.ndarray, sigs: np.ndarray) -> None:
   enc = [i.encode("utf-8", "surrogatepass") for i in ids]   # ids exactly, any characters
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +148,7 @@ def _partitions(p: Plan, work: Path, memory_bytes: int) -> list[Path]:
   handles = [open(f, "wb") for f in files]
   try:
     for s, g0 in zip(p.sources, p.offsets):
-      sig = read_source(s.path)[2]
+      sig = read_signatures(s.path)
       rec = np.empty((len(sig), len(p.ranges)), BUCKET)
       rec["k"] = band_keys(sig, p.ranges)
       rec["g"] = (g0 + np.arange(len(sig)))[:, None]
@@ -187,8 +193,8 @@ def _group_files(p: Plan, root: np.ndarray, work: Path, memory_bytes: int,
   handles = [(open(a, "wb"), open(b, "wb")) for a, b in files]
   dtype = group_row(num_perm)
   try:
-    for s, g0 in zip(p.sources, p.offsets):
-      g = np.arange(g0, g0 + _count(s))
+    for s, g0, g1 in zip(p.sources, p.offsets, p.offsets[1:]):
+      g = np.arange(g0, g1)
       take = np.flatnonzero(grouped[g])
       if not len(take):
         continue
@@ -290,7 +296,6 @@ def decide(p: Plan, state: Path, *, threshold: float, num_perm: int, seed: int,
   groups = _group_files(p, root, work, memory, num_perm)
   del root
   tally = Tally()
-  shard_of = [s.shard for s in p.sources]
   by_shard: dict[int, list] = {}   # source number -> [(g, decision)], spilled per group
   for k, (rows_file, ids_file) in enumerate(groups):
     rows, ids = read_group(rows_file, ids_file, num_perm)
@@ -300,7 +305,7 @@ def decide(p: Plan, state: Path, *, threshold: float, num_perm: int, seed: int,
       shards.write_json(work / f"{src:06d}-{k:05d}.json", decided)
     by_shard.clear()
   dropped = 0
-  for src, shard in enumerate(shard_of):
+  for src, shard in enumerate(s.shard for s in p.sources):
     if shard is None:
       continue
     decided = {}

@@ -645,9 +645,11 @@ def parse_cli(argv: list[str] | None, prog: str, doc: str, section: str,
   if flags is not None:
     flags(p, cfg)
   args, extra = p.parse_known_args(argv)
-  given = {f"{s}.{key}": ("--" + key.replace("_", "-"), value)
-           for key, value in vars(args).items() if value is not None
-           for s in [next((s for s in (section, "runner") if key in cfg[s]), None)] if s}
+  given = {}   # the short flags given, as the config fields they name
+  for key, value in vars(args).items():
+    node = next((s for s in (section, "runner") if key in cfg[s]), None)
+    if value is not None and node is not None:
+      given[f"{node}.{key}"] = ("--" + key.replace("_", "-"), value)
   try:
     config_lib.apply_overrides(cfg, config_lib.aliases(given, extra) + extra, check=False)
   except config_lib.ConfigError as e:

@@ -135,8 +135,7 @@ def compile_steps(config, topology: str, fast: bool = False) -> dict:
       train = None
     train_s = time.perf_counter() - t0
     eval_fn = jax.jit(functools.partial(lm.eval_step, graphdef=prog.graphdef),
-                      in_shardings=(jax.tree.map(lambda a: a.sharding, state.params), batch_s,
-                                    rep))
+                      in_shardings=(prog.shardings.params, batch_s, rep))
     table = jax.ShapeDtypeStruct((m.vocab_size,), jnp.int32, sharding=rep)
     t0 = time.perf_counter()
     evaluate = eval_fn.lower(state.params, batch, table).compile(options) if train else None

@@ -143,6 +143,10 @@ class Program(NamedTuple):
   abstract: lm.TrainState        # shapes, dtypes and shardings of the state
   step_fn: Callable              # (state, batch, frozen) -> (state, metrics), jitted
 
+  @property
+  def shardings(self) -> lm.TrainState:
+    return jax.tree.map(lambda a: a.sharding, self.abstract)
+
 
 def build(config, mesh, task: Task) -> Program:
   """The model, optimizer, sharded abstract state and jitted train step of a run."""
@@ -204,7 +208,7 @@ class _Run:
     prog = build(config, mesh, task)
     self.model_cfg, self.graphdef, self.lr_fn, self.step_fn = (
         prog.model_cfg, prog.graphdef, prog.lr_fn, prog.step_fn)
-    shardings = jax.tree.map(lambda a: a.sharding, prog.abstract)
+    shardings = prog.shardings
     self.timeout = float(t_cfg.get("barrier_timeout_s", 1800))
     self.batches = iter(task.dataset(jax.process_index(), jax.process_count()))
     restored = None

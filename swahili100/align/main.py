@@ -48,8 +48,9 @@ def config_for(args, overrides: list[str]):
                         keep_every=0)
   for key, (_, value) in RECIPE.items():
     config_lib.set_value(config, key, str(value))
-  given = {key: (flag, getattr(args, flag[2:].replace("-", "_"))) for key, (flag, _) in
-           RECIPE.items() if getattr(args, flag[2:].replace("-", "_")) is not None}
+  values = {key: (flag, getattr(args, flag[2:].replace("-", "_")))
+            for key, (flag, _) in RECIPE.items()}
+  given = {key: fv for key, fv in values.items() if fv[1] is not None}
   config_lib.apply_overrides(config, config_lib.aliases(given, overrides) + overrides,
                              check=False)
   steps = config.train.num_steps
