@@ -31,7 +31,7 @@ API
     UTF-8 bytes of `text` (the raw line for lines that never parsed).
 `Drop(reason, info={})`
     What a per-document function returns to remove a document.
-`run_units(tasks, work, *, workers, start_method, desc, unit, valid, adjust, in_order) -> Ran`
+`run_units(tasks, work, *, workers, start_method, desc, unit, valid, adjust) -> Ran`
     The one resumable runner of every phase (download units, clean/dedup/filter shards, dedup
     signatures, tokenize's encode step). A `Unit(name, marker, args)` runs `work(args) -> dict`;
     the runner then writes that dict as the unit's marker, last and atomically. Tasks with a
@@ -444,17 +444,14 @@ def pool_map(fn: Callable, tasks: list, workers: int, *, start_method: str = "fo
 def run_units(tasks: list[Unit], work: Callable[[Any], dict], *, workers: int = 1,
               start_method: str = "fork", desc: str = "units", unit: str = "shard",
               valid: Callable[[Unit, dict], bool] | None = None,
-              adjust: Callable[[Unit, dict], Unit | None] | None = None,
-              in_order: Callable[[str, dict], None] | None = None) -> Ran:
+              adjust: Callable[[Unit, dict], Unit | None] | None = None) -> Ran:
   """Runs `work(task.args) -> dict` for every task without a marker, then writes its marker.
 
   A marker that `valid(task, result)` rejects (another input version) is redone. With `adjust`,
   the tasks run one after another in this process and `adjust(task, results so far)` returns the
   task to run (e.g. with what is left of a document budget) or None to stop there. Results come
   back in task order whatever the order of completion, so callers that merge them in that order
-  write identical bytes for any `workers` and after a SIGKILL + rerun. `in_order(name, result)`
-  is called in this process for every result in task order, as soon as it and all before it are
-  in (dedup decides shard k while the workers hash shards k+1...)."""
+  write identical bytes for any `workers` and after a SIGKILL + rerun."""
   results: dict[str, dict] = {}
   for t in tasks:
     if t.marker.exists():
@@ -463,17 +460,8 @@ def run_units(tasks: list[Unit], work: Callable[[Any], dict], *, workers: int = 
         results[t.name] = d
   skipped = set(results)
   todo = [(i, t, work) for i, t in enumerate(tasks) if t.name not in results]
-  delivered = 0
-
-  def deliver() -> None:
-    nonlocal delivered
-    while in_order is not None and delivered < len(tasks) and tasks[delivered].name in results:
-      in_order(tasks[delivered].name, results[tasks[delivered].name])
-      delivered += 1
-
   bar = tqdm(total=len(tasks), initial=len(skipped), desc=desc, unit=unit, file=sys.stderr,
              disable=None)
-  deliver()
   if adjust is not None:
     for i, t, _ in todo:
       t = adjust(t, results)
@@ -482,12 +470,10 @@ def run_units(tasks: list[Unit], work: Callable[[Any], dict], *, workers: int = 
       name, d = _run_task((i, t, work))
       results[name] = d
       bar.update(1)
-      deliver()
   else:
     for name, d in pool_map(_run_task, todo, workers, start_method=start_method):
       results[name] = d
       bar.update(1)
-      deliver()
   bar.close()
   if skipped:
     print(f"{desc}: {len(skipped)} of {len(tasks)} {unit}s already complete, skipped",

@@ -166,7 +166,8 @@ def _write_shard(staged: Path, path: Path, dtype: str) -> None:
       if not len(lengths):
         break
       ids = np.fromfile(fi, "<u4", count=int(lengths.sum()))
-      for a, b in zip((np.cumsum(lengths) - lengths).tolist(), np.cumsum(lengths).tolist()):
+      ends = np.cumsum(lengths).tolist()
+      for a, b in zip([0] + ends[:-1], ends):
         w.write(ids[a:b])
 
 
