@@ -41,18 +41,18 @@ def ours(config, tokens):
            "mask": jnp.ones((B, T), jnp.int32)}
   loss_fn = functools.partial(lm.lm_loss, z_loss=config.optim.z_loss)
   step = jax.jit(functools.partial(lm.train_step, graphdef=graphdef, tx=tx, loss_fn=loss_fn,
-                                   grad_accum=config.optim.grad_accum), donate_argnums=(0, 1))
-  state = {"p": params, "o": opt_state, "bad": jnp.int32(-1)}
+                                   grad_accum=config.optim.grad_accum), donate_argnums=0)
+  box = [lm.TrainState(params=params, opt_state=opt_state, step=jnp.int32(0),
+                       first_bad=jnp.int32(-1))]
 
   def run():
-    state["p"], state["o"], state["bad"], metrics = step(state["p"], state["o"], state["bad"],
-                                                         batch, jnp.int32(0), None)
+    box[0], metrics = step(box[0], batch, None)
     jax.block_until_ready(metrics["loss"])
 
   grad = jax.jit(jax.grad(lambda p: loss_fn(p, graphdef, None, batch)[0]))
 
   def grads_only():  # the step less clipping and the optimizer: their share is the difference
-    jax.block_until_ready(grad(state["p"]))
+    jax.block_until_ready(grad(box[0].params))
   return run, grads_only
 
 
