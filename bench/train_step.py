@@ -26,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from swahili100 import config_lib, flops, lm, model as model_lib, optim  # noqa: E402
+from swahili100 import config_lib, flops, host_memory, lm, model as model_lib, optim  # noqa: E402
 
 
 def ours(config, tokens):
@@ -91,6 +91,9 @@ def main(argv=None):
   p.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
   args, overrides = p.parse_known_args(argv)
   config = config_lib.apply_overrides(config_lib.load(args.config), overrides)
+  # as engine.run does, before the first computation; the torch peer shares the process and so
+  # the allocator (measured apart in docs/benchmarks.md)
+  malloc = host_memory.configure(config.train.host_malloc)
   B, T, V = config.data.batch_size, config.data.seq_len, config.model.vocab_size
   tokens = np.random.RandomState(0).randint(0, V, (B, T + 1)).astype(np.int32)
   fns = dict(zip(("ours", "grads"), ours(config, tokens)))
@@ -112,7 +115,7 @@ def main(argv=None):
   m = config.model
   print(f"{args.config} {' '.join(overrides)}: V={V} d={m.d_model} L={m.num_layers} "
         f"H={m.num_heads} K={m.num_kv_heads} F={m.mlp_dim} T={T} B={B} {m.dtype} on "
-        f"{jax.devices()[0].device_kind}, median of {args.reps}")
+        f"{jax.devices()[0].device_kind}, median of {args.reps}, host_malloc {malloc}")
   for k, s in med.items():
     if k == "grads":
       continue

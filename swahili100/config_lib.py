@@ -17,7 +17,7 @@ from typing import Any
 
 import ml_collections
 
-from swahili100 import fs
+from swahili100 import fs, host_memory
 
 
 class ConfigError(ValueError):
@@ -150,6 +150,9 @@ def validate(config) -> None:
     raise ConfigError(f"config.optim.name={o.name!r}: expected adamw | muon")
   if o.schedule not in ("cosine", "wsd"):
     raise ConfigError(f"config.optim.schedule={o.schedule!r}: expected cosine | wsd")
+  if config.train.get("host_malloc", "reuse") not in host_memory.POLICIES:
+    raise ConfigError(f"config.train.host_malloc={config.train.host_malloc!r}: expected "
+                      f"{' | '.join(host_memory.POLICIES)}")
   if config.train.num_steps <= o.warmup_steps:
     raise ConfigError(f"config.train.num_steps={config.train.num_steps} must exceed "
                       f"config.optim.warmup_steps={o.warmup_steps}")

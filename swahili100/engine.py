@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from swahili100 import checkpoint, distributed, flops, fs, lm, metrics, optim, sharding
+from swahili100 import (checkpoint, distributed, flops, fs, host_memory, lm, metrics, optim,
+                        sharding)
 from swahili100 import model as model_lib
 
 # config.model fields whose change makes a resumed run a different run; the resolved back-end
@@ -70,14 +71,15 @@ def _resolved_model(config, mesh) -> model_lib.ModelConfig:
   return model_lib.resolve(config.model, platform, strict=True)
 
 
-def runtime(config, mesh) -> dict:
-  """What the run resolved from `auto` and the machine: recorded in config.json as `runtime`."""
+def runtime(config, mesh, host_malloc: str) -> dict:
+  """What the run resolved from `auto` and the machine: recorded in config.json as `runtime`.
+  `host_malloc` is what `host_memory.configure` returned."""
   m = _resolved_model(config, mesh)
   device = mesh.devices.flat[0]
   return {"attention": m.attention, "layout_vjps": m.layout_vjps, "causal_chunks": m.causal_chunks,
           "platform": device.platform, "device_kind": getattr(device, "device_kind", ""),
           "devices": int(mesh.devices.size), "processes": jax.process_count(),
-          "mesh": dict(mesh.shape), "jax": jax.__version__}
+          "mesh": dict(mesh.shape), "jax": jax.__version__, "host_malloc": host_malloc}
 
 
 def recorded(config, resolved: dict):
@@ -95,12 +97,12 @@ def recorded(config, resolved: dict):
   return rec
 
 
-def resolve(config, mesh, task: Task) -> dict:
+def resolve(config, mesh, task: Task, host_malloc: str) -> dict:
   """Everything `run` resolves, in the order config.json has always listed it."""
   paths = {f"data.{k}": fs.absolute(config.data[k]) for k in ("records_dir", "tokenizer",
                                                                "mixture") if config.data.get(k)}
   # absolute in config.json, so evaluate/generate/export work from any directory
-  return {**task.record, "runtime": runtime(config, mesh), **paths}
+  return {**task.record, "runtime": runtime(config, mesh, host_malloc), **paths}
 
 
 def _flat(config, key: str) -> dict:
@@ -172,13 +174,15 @@ def build(config, mesh, task: Task) -> Program:
 def run(config, workdir: str, make_task: Callable[[Any], Task],
         resume: str | None = None) -> int:
   """Trains the task `make_task(config)` in `workdir`; returns the process exit code (0 also
-  after a preemption). `jax.distributed` starts here, before the task touches any device."""
+  after a preemption). The host allocator is set and `jax.distributed` starts here, before the
+  task touches any device."""
+  host_malloc = host_memory.configure(config.train.get("host_malloc", "reuse"))
   distributed.initialize(config.mesh)
   task = make_task(config)
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch(config.data.batch_size, mesh)
   workdir = fs.absolute(workdir)
-  record = recorded(config, resolve(config, mesh, task))
+  record = recorded(config, resolve(config, mesh, task, host_malloc))
   t_cfg = config.train
   mngr = checkpoint.manager(workdir, t_cfg)
   start = checkpoint.resolve_resume(workdir, resume, mngr)

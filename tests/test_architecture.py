@@ -11,7 +11,7 @@ from conftest import REPO
 
 LAYERS = [
     # 0 contracts
-    ["fs", "config_lib", "records", "special_tokens"],
+    ["fs", "config_lib", "records", "special_tokens", "host_memory"],
     ["attention"],
     ["model"],
     # 3 the pieces a step is made of, and what feeds and watches it

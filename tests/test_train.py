@@ -52,6 +52,7 @@ def test_run_logs_decreasing_loss_config_and_checkpoints(run12):
   assert [r["step"] for r in evals] == [6, 12] and 0 < evals[-1]["eval_bpb"] < 8
   saved = json.load(open(os.path.join(workdir, "config.json")))
   assert saved["train"]["num_steps"] == 12 and saved["model"]["d_model"] == 32
+  assert saved["runtime"]["host_malloc"] == "reuse"   # the default policy, applied
   assert _steps(workdir) == [6, 12]
 
 
