@@ -63,7 +63,7 @@ def test_small_config_and_its_ablation_variant_are_what_research_md_records():
   # the sweeps' baseline: 2 layers, SwiGLU 768, batch 16, whole validation split
   assert (abl.model.num_layers, abl.model.mlp_dim, abl.data.batch_size,
           abl.train.eval_batches, abl.train.num_steps) == (2, 768, 16, -1, 256)
-  assert small.data.batch_size * small.data.seq_len * small.train.num_steps == 3_891_200
+  assert small.data.batch_size * small.data.seq_len * small.train.num_steps == 4_300_800
   # the recipe the 2026-12-06 ablations chose; the ablation variant keeps the AdamW baseline
   assert (small.optim.name, small.optim.muon_lr, small.optim.embed_lr) == ("muon", 0.04, 0.01)
   assert (abl.optim.name, abl.optim.lr, abl.optim.embed_lr) == ("adamw", 2e-3, 0.0)
