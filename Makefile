@@ -12,14 +12,18 @@ $(BIN)/python:
 
 # torch first and pinned: a bare `torch` requirement elsewhere would pull GBs of CUDA wheels.
 # Debian's Chromium lets the report test look at the page, Debian's redis-server is the real
-# server of the Redis dedup index tests; without them those tests skip.
+# server of the Redis dedup index tests; without them those tests skip. libjemalloc2 is the
+# training processes' host allocator (swahili100/host_memory.py); without it they use glibc's.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[tpu,data,export,eval,viz,dev]'
-	command -v chromium >/dev/null && command -v redis-server >/dev/null || \
+	command -v chromium >/dev/null && command -v redis-server >/dev/null && \
+	  $(BIN)/python -c "from swahili100 import host_memory as h; assert h.find_jemalloc()" \
+	  2>/dev/null || \
 	  { command -v apt-get >/dev/null && (apt-get update -qq && \
-	    apt-get install -y -qq chromium redis-server) >/dev/null 2>&1; } || \
-	  echo "note: chromium or redis-server not installed; the browser and Redis tests will skip"
+	    apt-get install -y -qq chromium redis-server libjemalloc2) >/dev/null 2>&1; } || \
+	  echo "note: chromium, redis-server or libjemalloc2 not installed; the browser and Redis" \
+	    "tests will skip and training uses glibc's allocator"
 	touch $(STAMP)
 
 install: $(STAMP)

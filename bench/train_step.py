@@ -84,6 +84,7 @@ def peer(config, tokens):
 
 
 def main(argv=None):
+  command_line = argv is None
   argv = sys.argv[1:] if argv is None else argv
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", default="configs/debug.py")
@@ -91,9 +92,9 @@ def main(argv=None):
   p.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
   args, overrides = p.parse_known_args(argv)
   config = config_lib.apply_overrides(config_lib.load(args.config), overrides)
-  # as engine.run does, before the first computation; the torch peer shares the process and so
-  # the allocator (measured apart in docs/benchmarks.md)
-  malloc = host_memory.configure(config.train.host_malloc)
+  # the host allocator as `swahili100 train` runs (re-executed with it when run as a script);
+  # the torch peer shares the process and so the allocator (docs/benchmarks.md)
+  malloc = host_memory.reexec(config.train.host_malloc, command_line)
   B, T, V = config.data.batch_size, config.data.seq_len, config.model.vocab_size
   tokens = np.random.RandomState(0).randint(0, V, (B, T + 1)).astype(np.int32)
   fns = dict(zip(("ours", "grads"), ours(config, tokens)))

@@ -79,8 +79,8 @@ def get_config() -> ml_collections.ConfigDict:
   t.keep_every = 0             # also keep every N-th step forever (0 = off)
   t.init_from = ""             # checkpoint whose parameters start training ("" = fresh init)
   t.barrier_timeout_s = 1800   # every cross-process wait (checkpoint, restore) gives up after this
-  t.host_malloc = "reuse"      # reuse | system: glibc keeps freed host memory for the next step
-  #                              (no page faults per step; resident memory stays at its peak)
+  t.host_malloc = "jemalloc"   # jemalloc | system: train/align re-run themselves with jemalloc
+  #                              keeping freed pages (no page faults per step; host_memory.py)
 
   c.mesh = x = ml_collections.ConfigDict()
   x.data = -1                  # data-parallel axis (-1 = remaining devices)

@@ -40,6 +40,7 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+  command_line = argv is None
   argv = sys.argv[1:] if argv is None else argv
   if not argv or argv[0] in ("-h", "--help", "help"):
     print(usage())
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   warnings.formatwarning = _one_line_warning
   module = importlib.import_module(COMMANDS[name][0])
+  if command_line:  # the command reads its arguments from sys.argv and knows it is the process
+    sys.argv = [f"{sys.argv[0]} {name}", *rest]   # (train and align may re-execute it)
+    return module.main() or 0
   return module.main(rest) or 0
 
 

@@ -73,7 +73,7 @@ def _resolved_model(config, mesh) -> model_lib.ModelConfig:
 
 def runtime(config, mesh, host_malloc: str) -> dict:
   """What the run resolved from `auto` and the machine: recorded in config.json as `runtime`.
-  `host_malloc` is what `host_memory.configure` returned."""
+  `host_malloc` is the allocator the process runs with (`host_memory.active`)."""
   m = _resolved_model(config, mesh)
   device = mesh.devices.flat[0]
   return {"attention": m.attention, "layout_vjps": m.layout_vjps, "causal_chunks": m.causal_chunks,
@@ -174,9 +174,8 @@ def build(config, mesh, task: Task) -> Program:
 def run(config, workdir: str, make_task: Callable[[Any], Task],
         resume: str | None = None) -> int:
   """Trains the task `make_task(config)` in `workdir`; returns the process exit code (0 also
-  after a preemption). The host allocator is set and `jax.distributed` starts here, before the
-  task touches any device."""
-  host_malloc = host_memory.configure(config.train.get("host_malloc", "reuse"))
+  after a preemption). `jax.distributed` starts here, before the task touches any device."""
+  host_malloc = host_memory.active()   # train/align re-executed the process for it if need be
   distributed.initialize(config.mesh)
   task = make_task(config)
   mesh = sharding.make_mesh(config.mesh)

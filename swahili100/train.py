@@ -15,7 +15,7 @@ import argparse
 import functools
 import sys
 
-from swahili100 import checkpoint, config_lib, data, engine, evals, lm, records
+from swahili100 import checkpoint, config_lib, data, engine, evals, host_memory, lm, records
 from swahili100.evals import bpb, tasks
 
 
@@ -52,9 +52,13 @@ def parse_args(argv: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
+  """The command line; `argv=None` means this process's own (and allows re-executing it with
+  the config's host allocator, `host_memory.reexec`)."""
+  command_line = argv is None
   argv = sys.argv[1:] if argv is None else argv
   try:
     config, workdir, resume = parse_args(argv)
+    host_memory.reexec(config.train.get("host_malloc", "jemalloc"), command_line)
     return run(config, workdir, resume)
   except (config_lib.ConfigError, records.RecordsError, checkpoint.CheckpointError,
           evals.EvalDataError) as e:

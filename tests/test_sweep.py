@@ -8,7 +8,7 @@ import os
 import pytest
 from conftest import REPO, tiny_flags
 
-from swahili100 import sweep
+from swahili100 import host_memory, sweep
 
 
 def _write_log(workdir, rows):
@@ -115,6 +115,9 @@ def test_two_run_sweep_in_parallel_end_to_end(tiny_records, tmp_path, capsys):
   for name in names:
     assert (work / name / "DONE").exists() and (work / name / "checkpoints" / "6").exists()
     assert "xla_force_host_platform_device_count=1" in (work / name / "sweep.log").read_text()
+    # `swahili100 train` through the dispatcher re-executed itself with jemalloc where it exists
+    runtime = json.loads((work / name / "config.json").read_text())["runtime"]
+    assert runtime["host_malloc"] == ("jemalloc" if host_memory.find_jemalloc() else "system")
   with open(work / "sweep.csv") as f:
     rows = list(csv.DictReader(f))
   assert sorted(r["run"] for r in rows) == names

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from swahili100 import checkpoint, generate, train
+from swahili100 import checkpoint, generate, host_memory, train
 from swahili100 import evals as evals_lib
 
 from conftest import REPO, tiny_config, tiny_flags
@@ -52,7 +52,7 @@ def test_run_logs_decreasing_loss_config_and_checkpoints(run12):
   assert [r["step"] for r in evals] == [6, 12] and 0 < evals[-1]["eval_bpb"] < 8
   saved = json.load(open(os.path.join(workdir, "config.json")))
   assert saved["train"]["num_steps"] == 12 and saved["model"]["d_model"] == 32
-  assert saved["runtime"]["host_malloc"] == "reuse"   # the default policy, applied
+  assert saved["runtime"]["host_malloc"] == host_memory.active()  # in-process: never re-executed
   assert _steps(workdir) == [6, 12]
 
 
@@ -112,6 +112,9 @@ def test_sigterm_saves_exits_zero_and_resume_completes(tiny_records, tmp_path):
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode == 0, out
   assert "preemption: saved" in out
+  # the command re-executed itself with jemalloc (then took the signal) where the library exists
+  recorded = json.load(open(os.path.join(workdir, "config.json")))["runtime"]["host_malloc"]
+  assert recorded == ("jemalloc" if host_memory.find_jemalloc() else "system")
   (step,) = _steps(workdir)
   assert 3 <= step < 2000
   cmd = _train_cmd(tiny_records, workdir, **{"train.num_steps": step + 3,

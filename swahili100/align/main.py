@@ -21,7 +21,7 @@ import functools
 import os
 import sys
 
-from swahili100 import checkpoint, config_lib, engine, flops, fs, lm
+from swahili100 import checkpoint, config_lib, engine, flops, fs, host_memory, lm
 from swahili100.align import data as align_data
 
 SAMPLES = os.path.dirname(__file__)
@@ -82,6 +82,7 @@ def task_for(config) -> engine.Task:
 
 
 def main(argv: list[str] | None = None) -> int:
+  command_line = argv is None   # then the process may be re-executed (host_memory.reexec)
   p = argparse.ArgumentParser(prog="swahili100 align", description=__doc__.splitlines()[0])
   p.add_argument("--stage", required=True, choices=["sft", "dpo"])
   p.add_argument("--checkpoint", required=True, help="base run folder or "
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
   args.data = args.data or os.path.join(SAMPLES, f"sample_{args.stage}.jsonl")
   try:
     config = config_for(args, overrides)
+    host_memory.reexec(config.train.get("host_malloc", "jemalloc"), command_line)
     return engine.run(config, args.workdir, task_for, args.resume)
   except (config_lib.ConfigError, checkpoint.CheckpointError, align_data.AlignDataError) as e:
     print(f"swahili100 align: error: {e}", file=sys.stderr)
