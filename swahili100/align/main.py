@@ -22,7 +22,7 @@ import os
 import sys
 
 from swahili100 import checkpoint, config_lib, engine, flops, fs, lm
-from swahili100.align import data as align_data
+from swahili100.align import datasets as align_data
 
 SAMPLES = os.path.dirname(__file__)
 # an existing workdir holding another recipe is refused, not resumed
