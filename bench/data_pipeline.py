@@ -87,9 +87,9 @@ def main(argv=None) -> int:
   if not src.exists():
     print(f"bench: {src} not found (needs ../shared/data/sw-news)", file=sys.stderr)
     return 1
-  from configs import data as data_config
+  from configs import pipeline as pipeline_config
   from data_pipeline import clean, dedup, filter as filt, shards, tokenize, train_tokenizer as tt
-  cfg = data_config.get_config()
+  cfg = pipeline_config.get_config()
   with tempfile.TemporaryDirectory(prefix="swahili100-bench-") as tmp:
     tmp = Path(tmp)
     if args.max_shards:

@@ -174,9 +174,9 @@ def measure(args):
   # ONNX int4 bits-per-byte over the same validation batches as the JAX figures. ONNX takes no
   # segment ids, so rows attend across packed document boundaries; float ONNX on the same rows
   # is the peer, and the figure is the relative change.
-  from swahili100 import data  # noqa: PLC0415
+  from swahili100 import loader  # noqa: PLC0415
   table = lm.token_bytes(config.data.tokenizer, config.model.vocab_size)
-  batches = list(data.eval_batches(config, data.check_manifest(config), args.eval_batches))
+  batches = list(loader.eval_batches(config, loader.check_manifest(config), args.eval_batches))
 
   def onnx_bpb(path):
     nats = nbytes = 0.0

@@ -345,7 +345,7 @@ def unit_key(rel: str) -> str:
 
 def units_for(src: Source, out: Path, dl) -> tuple[list[InputFile], dict]:
   """The units (files) of one source and its provenance record; raises SourceUnavailable.
-  `dl` is the `download` section of configs/data.py (cache_dir, revision)."""
+  `dl` is the `download` section of configs/pipeline.py (cache_dir, revision)."""
   if src.kind == "hf":
     commit, files = resolve_hf(src, cache_dir=dl.cache_dir, revision=dl.revision)
     units = [InputFile(src.name, unit_key(f), ("hf", src.repo, f, commit, dl.cache_dir),
@@ -431,7 +431,7 @@ def copy_sample(out: Path) -> dict:
 
 def run_source(units: list[InputFile], out: Path, dl, runner) -> dict:
   """Processes the units not yet marked done; returns the merged stats of all units.
-  `dl` and `runner` are the `download` and `runner` sections of configs/data.py."""
+  `dl` and `runner` are the `download` and `runner` sections of configs/pipeline.py."""
   tasks = [shards.Unit(u.key, _unit_marker(out, u), (
       u, out, dl.text_field, dl.txt_mode, dl.shard_docs, runner.max_line_bytes)) for u in units]
 

@@ -4,7 +4,7 @@
       [--lang-threshold 0.5] [--min-words 50] [--config.filter.dup_line_frac=0.35 ...]
 
 Rules, in order; a document is dropped by the first that fails, under that rule's name (the
-`removed/` record carries the measured value and the threshold). Thresholds: `configs/data.py`
+`removed/` record carries the measured value and the threshold). Thresholds: `configs/pipeline.py`
 `filter` section (FineWeb-2 `swh_Latn` values where FineWeb-2 sets one, Gopher's otherwise).
   lang             share of the text CLD2 attributes to Swahili < lang_threshold (data_pipeline/langid.py)
   too_few_words / too_many_words       Gopher word-count bounds (whitespace words)

@@ -10,7 +10,7 @@ a cluster of 1). Tokens per source come from the records manifest with `--record
 as bytes / bytes-per-token, with the tokenizer's held-out bytes/token from `--tokenizer-report`
 (train-tokenizer's report.json) or `plan.bytes_per_token` (4.93: sw-news, 16,384-token BPE).
 
-Rules (configs/data.py `plan`):
+Rules (configs/pipeline.py `plan`):
   muennighoff  Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models"): the value of
                repeated data is D' = U + U R* (1 - exp(-R / R*)) with U unique tokens, R = epochs - 1
                and R* = 15.4. One more token from a source is worth exp(-R / R*), a function of its
@@ -192,7 +192,7 @@ def _buckets(s: SourceCounts, rows: list, rehydrate: bool) -> list[Bucket]:
 
 
 def plan(sources: dict[str, SourceCounts], cfg) -> dict:
-  """The mixture for `cfg.tokens` training tokens under `cfg.rule` (configs/data.py `plan`)."""
+  """The mixture for `cfg.tokens` training tokens under `cfg.rule` (configs/pipeline.py `plan`)."""
   if cfg.rule not in RULES:
     raise ValueError(f"--config.plan.rule={cfg.rule!r}: expected {' | '.join(RULES)}")
   names = [n for n, s in sources.items() if s.tokens > 0]
@@ -276,7 +276,7 @@ def attach_tokens(sources: dict[str, SourceCounts], cfg, records_dir: str | None
       return f"records: {path}, split {cfg.split!r} (exact)", warnings
     warnings.append(f"{path} predates per-source counts (re-run `swahili100 tokenize` for exact "
                     "figures); tokens estimated from bytes")
-  bpt, how = cfg.bytes_per_token, "plan.bytes_per_token (configs/data.py)"
+  bpt, how = cfg.bytes_per_token, "plan.bytes_per_token (configs/pipeline.py)"
   if tokenizer_report:
     bpt = json.loads(Path(tokenizer_report).read_text())["heldout"]["bytes_per_token"]
     how = f"held-out bytes/token of {tokenizer_report}"

@@ -55,7 +55,7 @@ API
 `parse_cli(argv, prog, doc, section, flags, *, common)`
     Every data phase's command line: the common flags (--input --output --workers
     --max-line-bytes), the phase's own, `--config.<section>.<key>=value` overrides of
-    configs/data.py; a short flag is its config field under another name (both at once:
+    configs/pipeline.py; a short flag is its config field under another name (both at once:
     refused).
 `ignored_files(root)` / `total_stats(root, results)` / `write_json(path, obj)`
     Files in an input folder that are not shards (counted in notes.ignored_files, warned), the
@@ -80,7 +80,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from tqdm import tqdm
 
-from configs import data as data_config
+from configs import pipeline as pipeline_config
 from swahili100 import config_lib
 
 SHARD_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -609,14 +609,14 @@ def parse_cli(argv: list[str] | None, prog: str, doc: str, section: str,
   The parser gets the `common` flags and the phase's own (`flags(parser, cfg)`; a flag that sets a
   config key defaults to None, meaning not given). A flag named like a key of `section` or
   `runner` is another spelling of that field: it becomes `--config.<section>.<key>=value` and is
-  applied with the other overrides of configs/data.py; setting one field both ways, or an
+  applied with the other overrides of configs/pipeline.py; setting one field both ways, or an
   unknown key or bad value, is refused through `parser.error`. `check(args)` may return a usage
   error, reported like argparse's own."""
-  cfg = data_config.get_config()
+  cfg = pipeline_config.get_config()
   r = cfg.runner
   p = argparse.ArgumentParser(
       prog=f"swahili100 {prog}", description=doc.split("\n")[0],
-      epilog=f"Any setting of configs/data.py: --config.{section}.<key>=<value> "
+      epilog=f"Any setting of configs/pipeline.py: --config.{section}.<key>=<value> "
              "(and --config.runner.<key> for the unit runner).")
   if "input" in common:
     p.add_argument("--input", required=True, help="folder (or file) of *.jsonl(.gz) shards")

@@ -25,7 +25,7 @@ import sys
 import jax
 from flax import nnx
 
-from swahili100 import checkpoint, config_lib, data, fs, inference, lm, records, sharding
+from swahili100 import checkpoint, config_lib, fs, inference, lm, loader, records, sharding
 from swahili100.evals import EvalDataError, bpb, compare, datasets, harness, scoring, tasks
 from swahili100.export import quantize
 
@@ -78,10 +78,10 @@ def _records_bpb(config, graphdef, params, mesh, args) -> dict:
   config = config.copy_and_resolve_references()
   if args.records:
     config.data.records_dir = args.records
-  manifest = data.check_manifest(config)
+  manifest = loader.check_manifest(config)
   with jax.set_mesh(mesh):
     m = bpb.records_bpb(graphdef, params, config, manifest, mesh, args.max_batches)
-  return {**m, "data": f"records:{data.records_dir(config)} (validation)"}
+  return {**m, "data": f"records:{loader.records_dir(config)} (validation)"}
 
 
 def evaluate(args, names, specs) -> tuple[dict, list[dict]]:

@@ -176,23 +176,23 @@ def _keep_layout(w):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _matmul(x_MK, w_KN, out_dtype=None):
-  return jnp.dot(x_MK, w_KN, preferred_element_type=out_dtype)
+def _matmul(x_MI, w_IO, out_dtype=None):
+  return jnp.dot(x_MI, w_IO, preferred_element_type=out_dtype)
 
 
-def _matmul_fwd(x_MK, w_KN, out_dtype):
-  return _matmul(x_MK, w_KN, out_dtype), (x_MK, w_KN)
+def _matmul_fwd(x_MI, w_IO, out_dtype):
+  return _matmul(x_MI, w_IO, out_dtype), (x_MI, w_IO)
 
 
-def _matmul_bwd(out_dtype, res, dy_MN):
-  x_MK, w_KN = res
-  dy_MN = dy_MN.astype(x_MK.dtype)
-  dx_MK = jnp.dot(dy_MN, w_KN.T)
-  if x_MK.shape[1] <= dy_MN.shape[1]:
-    dw_KN = jnp.dot(x_MK.T, dy_MN)
+def _matmul_bwd(out_dtype, res, dy_MO):
+  x_MI, w_IO = res
+  dy_MO = dy_MO.astype(x_MI.dtype)
+  dx_MI = jnp.dot(dy_MO, w_IO.T)
+  if x_MI.shape[1] <= dy_MO.shape[1]:
+    dw_IO = jnp.dot(x_MI.T, dy_MO)
   else:
-    dw_KN = _keep_layout(jnp.dot(dy_MN.T, x_MK)).T
-  return dx_MK, dw_KN.astype(w_KN.dtype)
+    dw_IO = _keep_layout(jnp.dot(dy_MO.T, x_MI)).T
+  return dx_MI, dw_IO.astype(w_IO.dtype)
 
 
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
@@ -220,15 +220,15 @@ _tied_logits.defvjp(_tied_logits_fwd, _tied_logits_bwd)
 
 def _layout_dot_general(x, w, dimension_numbers, precision=None, preferred_element_type=None,
                         out_sharding=None):
-  """`lax.dot_general` that routes plain `x[..., K] @ w[K, N]` through `_matmul`."""
+  """`lax.dot_general` that routes plain `x[..., I] @ w[I, O]` through `_matmul`."""
   (lc, rc), (lb, rb) = dimension_numbers
   if (lb or rb or tuple(rc) != (0,) or tuple(lc) != (x.ndim - 1,)
       or w.ndim != 2 or precision is not None or out_sharding is not None or x.dtype != w.dtype):
     return jax.lax.dot_general(x, w, dimension_numbers, precision=precision,
                                preferred_element_type=preferred_element_type,
                                out_sharding=out_sharding)
-  y_MN = _matmul(x.reshape(-1, x.shape[-1]), w, preferred_element_type)
-  return y_MN.reshape(*x.shape[:-1], w.shape[1])
+  y_MO = _matmul(x.reshape(-1, x.shape[-1]), w, preferred_element_type)
+  return y_MO.reshape(*x.shape[:-1], w.shape[1])
 
 
 def _dot_general(c: ModelConfig):

@@ -3,7 +3,7 @@
 A records folder holds `manifest.json` and ArrayRecord shards per split, e.g.
 `train-00000-of-00008.array_record`. One record is one document's token ids as little-endian
 unsigned integers (`uint16` while the vocabulary fits, else `uint32`), ending with the
-end-of-text id. `data_pipeline/tokenize.py` writes this format; `swahili100/data.py` reads it.
+end-of-text id. `data_pipeline/tokenize.py` writes this format; `swahili100/loader.py` reads it.
 
 Per source (additions within format version 1; manifests written before them read as before):
 `manifest.json` lists the source names (`sources`, index = source id) and per split the

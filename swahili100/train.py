@@ -15,20 +15,21 @@ import argparse
 import functools
 import sys
 
-from swahili100 import checkpoint, config_lib, data, engine, evals, host_memory, lm, records
+from swahili100 import (checkpoint, config_lib, engine, evals, host_memory, lm, loader,
+                        records)
 from swahili100.evals import bpb, tasks
 
 
 def pretrain_task(config) -> engine.Task:
   """Next-token prediction on the records of `config.data`, evaluated on their validation split
   and on `config.train.eval_tasks`."""
-  manifest = data.check_manifest(config)
+  manifest = loader.check_manifest(config)
   record = {}
   if config.data.get("mixture"):  # the plan's weights go into config.json with the run
-    record["data.mixture_plan"] = data.mixture_summary(data.read_mixture(config.data.mixture))
+    record["data.mixture_plan"] = loader.mixture_summary(loader.read_mixture(config.data.mixture))
   return engine.Task(
       "pretrain", loss_fn=functools.partial(lm.lm_loss, z_loss=config.optim.z_loss),
-      dataset=lambda index, count: data.train_dataset(config, manifest, index, count),
+      dataset=lambda index, count: loader.train_dataset(config, manifest, index, count),
       evals=[bpb.validation_hook(config, manifest), *tasks.training_hooks(config)],
       record=record)
 

@@ -15,9 +15,9 @@ LAYERS = [
     ["attention"],
     ["model"],
     # 3 the pieces a step is made of, and what feeds and watches it
-    ["lm", "flops", "optim", "sharding", "data", "distributed", "metrics", "align.chat"],
+    ["lm", "flops", "optim", "sharding", "loader", "distributed", "metrics", "align.chat"],
     # 4 checkpoints and the evaluation library (functions of a model, never of the loop)
-    ["checkpoint", "align.data", "evals", "evals.bpb", "evals.scoring", "evals.datasets",
+    ["checkpoint", "align.datasets", "evals", "evals.bpb", "evals.scoring", "evals.datasets",
      "evals.compare", "evals.tasks"],
     ["engine"],
     # 6 phases: one command each, and the helpers only they use

@@ -6,10 +6,10 @@ import unicodedata
 
 import pytest
 
-from configs import data as data_config
+from configs import pipeline as pipeline_config
 from data_pipeline import clean, shards
 
-CFG = data_config.get_config().clean
+CFG = pipeline_config.get_config().clean
 
 
 def c(text: str) -> str:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import SENTENCES, SHARED_DATA
-from configs import data as data_config
+from configs import pipeline as pipeline_config
 from data_pipeline import filter as filt
 from data_pipeline import langid, shards
 
@@ -16,7 +16,7 @@ UNIQUE = sorted({w.strip(".,").lower() for s in SENTENCES for w in s.split()} - 
 
 
 def make_filter(**overrides):
-  cfg = data_config.get_config().filter
+  cfg = pipeline_config.get_config().filter
   for k, v in overrides.items():
     node, key = cfg, k
     if "." in k:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data_pipeline import plan_data, tokenize
-from swahili100 import config_lib, data, records, train
+from swahili100 import config_lib, loader, records, train
 
 from conftest import documents, tiny_config, train_tokenizer
 
@@ -47,7 +47,7 @@ def test_sources_are_drawn_with_the_plans_document_weights(corpus):
   index = records.read_source_index(records_dir, "train")
   plan = json.load(open(_plan(root, "muennighoff")))
   ids = grain.MapDataset.range(len(index.source))  # a record's index stands in for the record
-  drawn = np.array([index.source[i] for i in data.mixture(ids, plan, index, 0, "plan")[:20000]])
+  drawn = np.array([index.source[i] for i in loader.mixture(ids, plan, index, 0, "plan")[:20000]])
   for source_id, name in enumerate(index.names):
     share = np.mean(drawn == source_id)
     assert share == pytest.approx(plan["sources"][name]["document_weight"], abs=0.02), name
@@ -59,7 +59,7 @@ def test_rehydration_repeats_records_by_cluster_size(corpus):
   plan = json.load(open(_plan(root, "rehydrate")))
   blog = index.names.index("blog")
   ids = grain.MapDataset.range(len(index.source))
-  drawn = np.array(list(data.mixture(ids, plan, index, 0, "plan")[:40000]))
+  drawn = np.array(list(loader.mixture(ids, plan, index, 0, "plan")[:40000]))
   drawn = drawn[index.source[drawn] == blog]
   copies = plan_data.repeats(index.cluster_size, plan["config"]["rehydrate"])
   for size in (1, 2, 3, 5):  # copies 1, 2, 3, 5: draws per record in proportion
@@ -85,17 +85,17 @@ def test_training_on_a_mixture_records_it_and_a_bad_plan_is_refused(corpus, tmp_
   bad.write_text(json.dumps({"rule": "muennighoff", "sources": {"wiki": {"document_weight": 1}}}))
   config = tiny_config(records_dir, tok, vocab, **{"data.mixture": str(bad)})
   with pytest.raises(config_lib.ConfigError, match="wiki"):
-    data.train_dataset(config, data.check_manifest(config))
+    loader.train_dataset(config, loader.check_manifest(config))
 
 
 def test_a_mixture_file_that_is_not_a_plan_is_refused_by_name(tmp_path):
   bad = tmp_path / "mixture.json"
   bad.write_text(json.dumps({"rule": "muennighoff", "sources": {"news": {"epochs": 2}}}))
   with pytest.raises(config_lib.ConfigError, match=r"mixture.json.*\['news'\] have no numeric"):
-    data.read_mixture(str(bad))
+    loader.read_mixture(str(bad))
   bad.write_text("{not json")
   with pytest.raises(config_lib.ConfigError, match="cannot read it.*swahili100 plan-data"):
-    data.read_mixture(str(bad))
+    loader.read_mixture(str(bad))
   with pytest.raises(config_lib.ConfigError, match="no 'sources'"):
     bad.write_text("[]")
-    data.read_mixture(str(bad))
+    loader.read_mixture(str(bad))

@@ -9,7 +9,7 @@ import pytest
 import tokenizers
 
 from conftest import documents, train_tokenizer
-from configs import data as data_config
+from configs import pipeline as pipeline_config
 from data_pipeline import plan_data, shards
 from data_pipeline import tokenize as tkz
 from data_pipeline.train_tokenizer import id_unit
@@ -17,7 +17,7 @@ from swahili100 import records, special_tokens
 
 
 def _cfg(**overrides):
-  c = data_config.get_config().plan
+  c = pipeline_config.get_config().plan
   c.bytes_per_token = 4.0
   for k, v in overrides.items():
     c[k] = v
@@ -90,7 +90,7 @@ def test_capped_source_and_water_filling(three):
 
 
 def test_fineweb2_rehydration_repeats_by_cluster_size():
-  table = data_config.get_config().plan.rehydrate
+  table = pipeline_config.get_config().plan.rehydrate
   sizes = [0, 1, 2, 3, 4, 5, 99, 100, 999, 1000, 5000]
   want = [1, 1, 2, 3, 3, 5, 5, 8, 8, 1, 1]   # FineWeb-2 README: N=4 -> 3, N>=1000 -> 1
   assert [plan_data.repeats(n, table) for n in sizes] == want

@@ -28,7 +28,7 @@ def test_dequantized_kernel_error_is_within_half_a_step(bits, method):
   w = np.random.RandomState(1).randn(128, 48).astype(np.float32)
   lin = quantize.QuantLinear.from_kernel(w, bits, 64, method)
   deq = np.asarray(lin.dequantized_kernel())
-  step = np.repeat(np.asarray(lin.scale[...]), 64, axis=0)  # [K, N] scale per element
+  step = np.repeat(np.asarray(lin.scale[...]), 64, axis=0)  # [I, O] scale per element
   err = np.abs(deq - w)
   if method == "rtn":  # no clipping: every weight within half a quantization step
     assert (err <= step / 2 + 1e-6).all()

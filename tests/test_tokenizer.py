@@ -11,7 +11,7 @@ import fault_hooks
 from conftest import REPO, SENTENCES, documents, tiny_config
 from data_pipeline import tokenize as tkz
 from data_pipeline import train_tokenizer as tt
-from swahili100 import data, records, special_tokens
+from swahili100 import loader, records, special_tokens
 
 APOSTROPHES = ("Ng'ombe wa mzee Juma walikula nyasi ng'ambo ya mto. "
                "Tunaenda nyumbani kwa mama Ng'wanza leo jioni.")
@@ -99,8 +99,8 @@ def test_tokenize_contract_loader_and_split(trained, tmp_path):
   manifest = records.read_manifest(str(out))
   tok = tokenizers.Tokenizer.from_file(tok_path)
   config = tiny_config(str(out), tok_path, tok.get_vocab_size())
-  assert data.check_manifest(config).tokenizer_sha256 == records.sha256_file(tok_path)
-  batch = next(iter(data.train_dataset(config, manifest)))
+  assert loader.check_manifest(config).tokenizer_sha256 == records.sha256_file(tok_path)
+  batch = next(iter(loader.train_dataset(config, manifest)))
   assert batch["inputs"].shape == (8, 32) and batch["inputs"].max() < tok.get_vocab_size()
   val = [d for d in docs if tt.id_unit(d["id"]) < 0.2]
   assert manifest.splits["validation"].documents == len(val)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from swahili100 import data, lm, sharding
+from swahili100 import lm, loader, sharding
 
 
 def records_bpb(graphdef, params, config, manifest, mesh, max_batches: int = -1,
@@ -13,7 +13,7 @@ def records_bpb(graphdef, params, config, manifest, mesh, max_batches: int = -1,
   (every process reads the same batches; each places its rows on its devices)."""
   if token_bytes_V is None:
     token_bytes_V = jnp.asarray(lm.token_bytes(config.data.tokenizer, config.model.vocab_size))
-  sums = lm.eval_sums(graphdef, params, data.eval_batches(config, manifest, max_batches),
+  sums = lm.eval_sums(graphdef, params, loader.eval_batches(config, manifest, max_batches),
                       token_bytes_V, lambda b: sharding.shard_global_batch(b, mesh))
   return lm.summarize(sums)
 
@@ -36,7 +36,7 @@ def model_bpb(model, config, records_dir: str | None = None, max_batches: int = 
   config = config.copy_and_resolve_references()
   if records_dir:
     config.data.records_dir = records_dir
-  manifest = data.check_manifest(config)
+  manifest = loader.check_manifest(config)
   graphdef, params = nnx.split(model, nnx.Param)
   mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
   with jax.set_mesh(mesh):

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from swahili100 import checkpoint, config_lib, data, fs
+from swahili100 import checkpoint, config_lib, fs, loader
 from swahili100 import model as model_lib
 from swahili100.evals import bpb
 
@@ -48,26 +48,26 @@ class QuantWeight(nnx.Param):
   quantized model is for inference only and is never trained."""
 
 
-def pack_int4(q_KN: np.ndarray) -> np.ndarray:
-  """[K, N] codes in 0..15 -> [K/2, N] uint8 (row 2i in the low nibble, 2i+1 in the high)."""
-  q = q_KN.astype(np.uint8)
+def pack_int4(q_IO: np.ndarray) -> np.ndarray:
+  """[I, O] codes in 0..15 -> [I/2, O] uint8 (row 2i in the low nibble, 2i+1 in the high)."""
+  q = q_IO.astype(np.uint8)
   return (q[0::2] | (q[1::2] << 4)).astype(np.uint8)
 
 
 def unpack_int4(p_HN):
-  """[K/2, N] uint8 -> [K, N] uint8 codes (jnp or np)."""
+  """[I/2, O] uint8 -> [I, O] uint8 codes (jnp or np)."""
   xp = jnp if isinstance(p_HN, jax.Array) else np
   lo, hi = p_HN & 0xF, p_HN >> 4
   return xp.stack([lo, hi], axis=1).reshape(-1, p_HN.shape[-1])
 
 
-def quantize_kernel(w_KN: np.ndarray, bits: int, group_size: int, method: str = "rtn"):
-  """(codes [K, N] uint8, scale [K/g, N] f32, zero [K/g, N] uint8): asymmetric groupwise."""
-  K, N = w_KN.shape
-  if K % group_size:
-    raise ValueError(f"input dim {K} is not a multiple of --group-size {group_size}")
+def quantize_kernel(w_IO: np.ndarray, bits: int, group_size: int, method: str = "rtn"):
+  """(codes [I, O] uint8, scale [I/g, O] f32, zero [I/g, O] uint8): asymmetric groupwise."""
+  d_in, d_out = w_IO.shape
+  if d_in % group_size:
+    raise ValueError(f"input dim {d_in} is not a multiple of --group-size {group_size}")
   qmax = 2 ** bits - 1
-  w = np.asarray(w_KN, np.float32).reshape(K // group_size, group_size, N)
+  w = np.asarray(w_IO, np.float32).reshape(d_in // group_size, group_size, d_out)
   wmin, wmax = np.minimum(w.min(1), 0.0), np.maximum(w.max(1), 0.0)  # keep 0 exact
   best = None
   for r in (CLIP_RATIOS if method == "mse" else (1.0,)):
@@ -84,30 +84,30 @@ def quantize_kernel(w_KN: np.ndarray, bits: int, group_size: int, method: str = 
       best[1], best[2], best[3] = (np.where(take, scale, best[1]), np.where(take, zero, best[2]),
                                    np.where(take, err, best[3]))
   q, scale, zero, _ = best
-  return q.reshape(K, N).astype(np.uint8), scale.astype(np.float32), zero.astype(np.uint8)
+  return q.reshape(d_in, d_out).astype(np.uint8), scale.astype(np.float32), zero.astype(np.uint8)
 
 
-def quantize_kernel_gptq(w_KN: np.ndarray, hessian_KK: np.ndarray, bits: int, group_size: int,
+def quantize_kernel_gptq(w_IO: np.ndarray, hessian_II: np.ndarray, bits: int, group_size: int,
                         grid: str = "mse", damp: float = 0.01):
   """GPTQ (Frantar et al. 2022): quantize input rows one at a time and spread each row's
   rounding error over the rows not yet quantized, weighted by the inverse of the calibration
   Hessian H = E[x x^T]. Group scale/zero are fixed when a group starts (on the already
   error-compensated rows, `grid` = rtn or mse clip search). Same outputs as `quantize_kernel`."""
-  K, N = w_KN.shape
-  if K % group_size:
-    raise ValueError(f"input dim {K} is not a multiple of --group-size {group_size}")
+  d_in, d_out = w_IO.shape
+  if d_in % group_size:
+    raise ValueError(f"input dim {d_in} is not a multiple of --group-size {group_size}")
   qmax = 2 ** bits - 1
-  W = np.array(w_KN, np.float64)
-  H = np.array(hessian_KK, np.float64)
+  W = np.array(w_IO, np.float64)
+  H = np.array(hessian_II, np.float64)
   dead = np.diag(H) == 0
   H[dead, dead] = 1.0
   W[dead] = 0.0
-  H[np.diag_indices(K)] += damp * np.mean(np.diag(H))
+  H[np.diag_indices(d_in)] += damp * np.mean(np.diag(H))
   U = np.linalg.cholesky(np.linalg.inv(H)).T  # upper: H^-1 = U^T U
-  Q = np.zeros((K, N), np.uint8)
-  scales = np.zeros((K // group_size, N), np.float32)
-  zeros = np.zeros((K // group_size, N), np.uint8)
-  for i in range(K):
+  Q = np.zeros((d_in, d_out), np.uint8)
+  scales = np.zeros((d_in // group_size, d_out), np.float32)
+  zeros = np.zeros((d_in // group_size, d_out), np.uint8)
+  for i in range(d_in):
     g = i // group_size
     if i % group_size == 0:
       _, scales[g], zeros[g] = quantize_kernel(W[i:i + group_size], bits, group_size, grid)
@@ -157,29 +157,29 @@ class QuantLinear(nnx.Module):
     self.bits, self.group_size, self.dtype = bits, group_size, dtype
 
   @classmethod
-  def from_kernel(cls, w_KN, bits, group_size, method="rtn", dtype=jnp.float32):
-    q, scale, zero = quantize_kernel(np.asarray(w_KN), bits, group_size, method)
+  def from_kernel(cls, w_IO, bits, group_size, method="rtn", dtype=jnp.float32):
+    q, scale, zero = quantize_kernel(np.asarray(w_IO), bits, group_size, method)
     return cls(pack_int4(q) if bits == 4 else q, scale, zero, bits, group_size, dtype)
 
   @classmethod
-  def empty(cls, K, N, bits, group_size, dtype=jnp.float32):
-    rows = K // 2 if bits == 4 else K
-    G = K // group_size
-    return cls(np.zeros((rows, N), np.uint8), np.zeros((G, N), np.float32),
-               np.zeros((G, N), np.uint8), bits, group_size, dtype)
+  def empty(cls, d_in, d_out, bits, group_size, dtype=jnp.float32):
+    rows = d_in // 2 if bits == 4 else d_in
+    n_groups = d_in // group_size
+    return cls(np.zeros((rows, d_out), np.uint8), np.zeros((n_groups, d_out), np.float32),
+               np.zeros((n_groups, d_out), np.uint8), bits, group_size, dtype)
 
   def dequantized_kernel(self):
     q = self.qweight[...]
-    q_KN = unpack_int4(q) if self.bits == 4 else q
-    K, N = q_KN.shape
+    q_IO = unpack_int4(q) if self.bits == 4 else q
+    d_in, d_out = q_IO.shape
     g = self.group_size
-    w = (q_KN.reshape(K // g, g, N).astype(jnp.float32)
+    w = (q_IO.reshape(d_in // g, g, d_out).astype(jnp.float32)
          - self.zero[...][:, None].astype(jnp.float32)) * self.scale[...][:, None]
-    return w.reshape(K, N)
+    return w.reshape(d_in, d_out)
 
   def __call__(self, x):
-    w_KN = self.dequantized_kernel().astype(self.dtype)
-    return jnp.dot(x.astype(self.dtype), w_KN)
+    w_IO = self.dequantized_kernel().astype(self.dtype)
+    return jnp.dot(x.astype(self.dtype), w_IO)
 
 
 def linear_paths(config_model) -> list[tuple[str, ...]]:
@@ -229,11 +229,11 @@ def quantize_model(model, bits: int, group_size: int, method: str = "rtn",
 
 def train_batches(config, n: int) -> list[dict]:
   """The first `n` packed batches of the training stream (GPTQ calibration; not validation)."""
-  manifest = data.check_manifest(config)
+  manifest = loader.check_manifest(config)
   cfg = config.copy_and_resolve_references()
   cfg.data.prefetch = 0
   cfg.data.worker_count = 0
-  it = iter(data.train_dataset(cfg, manifest))
+  it = iter(loader.train_dataset(cfg, manifest))
   return [next(it) for _ in range(n)]
 
 
@@ -283,8 +283,8 @@ def load_quantized(path: str):
   tensors = load_file(os.path.join(path, WEIGHTS))
   for key in {k.rsplit(".", 1)[0] for k in tensors if k.endswith(".qweight")}:
     p = tuple(key.split("."))
-    K, N = _get(model, p).kernel.shape
-    _set(model, p, QuantLinear.empty(K, N, q.bits, q.group_size, model.dtype))
+    d_in, d_out = _get(model, p).kernel.shape
+    _set(model, p, QuantLinear.empty(d_in, d_out, q.bits, q.group_size, model.dtype))
   for key, value in tensors.items():
     _get(model, tuple(key.split(".")))[...] = jnp.asarray(value)
   return config, model

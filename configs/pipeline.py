@@ -2,7 +2,8 @@
 
 Command:  swahili100 clean --input data/raw --output data/cleaned [--config.clean.min_chars=80]
 Every data phase accepts `--config.<section>.<key>=value` for any key below (data_pipeline/shards.py
-`parse_cli`); a phase's own flags (e.g. clean --min-chars) set the key of their name and win.
+`parse_cli`); a phase's short flags (e.g. clean --min-chars) are other names of these keys, and
+giving one key both ways is refused.
 The FineWeb-2 `swh_Latn` filter thresholds are from FineWeb-2's published per-language configs.
 """
 

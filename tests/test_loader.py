@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tokenizers
 
-from swahili100 import data, lm, records, special_tokens
+from swahili100 import lm, loader, records, special_tokens
 
 from conftest import documents, tiny_config, write_records
 
@@ -19,8 +19,8 @@ def _config(tiny_records, **kw):
 
 def test_rows_pack_documents_with_restarting_positions_and_masked_boundaries(tiny_records):
   config = _config(tiny_records, **{"data.seq_len": 64})
-  manifest = data.check_manifest(config)
-  batch = next(iter(data.train_dataset(config, manifest)))
+  manifest = loader.check_manifest(config)
+  batch = next(iter(loader.train_dataset(config, manifest)))
   B, T = 8, 64
   for key in ("inputs", "targets", "segment_ids", "positions", "mask"):
     assert batch[key].shape == (B, T), key
@@ -48,8 +48,8 @@ def test_long_documents_are_split_across_rows(tiny_records, tmp_path):
   long_doc = " ".join(documents(40))
   write_records(str(tmp_path / "rec"), tok_path, [long_doc] * 2, [long_doc])
   config = tiny_config(str(tmp_path / "rec"), tok_path, vocab, **{"data.seq_len": 32})
-  manifest = data.check_manifest(config)
-  batch = next(iter(data.train_dataset(config, manifest)))
+  manifest = loader.check_manifest(config)
+  batch = next(iter(loader.train_dataset(config, manifest)))
   n_tokens = len(tokenizers.Tokenizer.from_file(tok_path).encode(long_doc).ids) + 1
   assert n_tokens > 8 * 33
   # each row is one piece of the long document: one segment, positions 0..T-1
@@ -59,13 +59,13 @@ def test_long_documents_are_split_across_rows(tiny_records, tmp_path):
 
 def test_iterator_state_round_trips_with_prefetch(tiny_records):
   config = _config(tiny_records, **{"data.prefetch": 2})
-  manifest = data.check_manifest(config)
-  it = iter(data.train_dataset(config, manifest))
+  manifest = loader.check_manifest(config)
+  it = iter(loader.train_dataset(config, manifest))
   for _ in range(5):
     next(it)
   state = it.get_state()
   want = [next(it) for _ in range(4)]
-  it2 = iter(data.train_dataset(config, manifest))
+  it2 = iter(loader.train_dataset(config, manifest))
   it2.set_state(json.loads(json.dumps(state)))  # the state survives JSON (checkpoint format)
   got = [next(it2) for _ in range(4)]
   for w, g in zip(want, got):
@@ -75,12 +75,12 @@ def test_iterator_state_round_trips_with_prefetch(tiny_records):
 
 def test_shuffle_depends_on_seed_and_processes_get_disjoint_halves(tiny_records):
   c0, c1 = _config(tiny_records), _config(tiny_records, **{"data.shuffle_seed": 1})
-  manifest = data.check_manifest(c0)
-  a = next(iter(data.train_dataset(c0, manifest)))["inputs"]
-  b = next(iter(data.train_dataset(c1, manifest)))["inputs"]
+  manifest = loader.check_manifest(c0)
+  a = next(iter(loader.train_dataset(c0, manifest)))["inputs"]
+  b = next(iter(loader.train_dataset(c1, manifest)))["inputs"]
   assert not np.array_equal(a, b)
-  p0 = next(iter(data.train_dataset(c0, manifest, 0, 2)))["inputs"]
-  p1 = next(iter(data.train_dataset(c0, manifest, 1, 2)))["inputs"]
+  p0 = next(iter(loader.train_dataset(c0, manifest, 0, 2)))["inputs"]
+  p1 = next(iter(loader.train_dataset(c0, manifest, 1, 2)))["inputs"]
   assert p0.shape == (4, 32) and not np.array_equal(p0, p1)
 
 
@@ -88,9 +88,9 @@ def test_global_batch_is_the_same_for_any_process_count(tiny_records):
   """Process p's rows are rows [p B/P, (p+1) B/P) of the one-process batch, step after step,
   each process reading only its documents: what makes 2 processes train like 1."""
   config = _config(tiny_records)
-  manifest = data.check_manifest(config)
-  one = iter(data.train_dataset(config, manifest))
-  splits = {n: [iter(data.train_dataset(config, manifest, i, n)) for i in range(n)]
+  manifest = loader.check_manifest(config)
+  one = iter(loader.train_dataset(config, manifest))
+  splits = {n: [iter(loader.train_dataset(config, manifest, i, n)) for i in range(n)]
             for n in (2, 4)}
   for _ in range(6):
     want = next(one)
@@ -112,9 +112,9 @@ def test_token_bytes_sum_to_the_text_bytes(tiny_records):
 
 def test_validation_pass_is_deterministic_and_padded(tiny_records):
   config = _config(tiny_records)
-  manifest = data.check_manifest(config)
-  a = list(data.eval_batches(config, manifest))
-  b = list(data.eval_batches(config, manifest))
+  manifest = loader.check_manifest(config)
+  a = list(loader.eval_batches(config, manifest))
+  b = list(loader.eval_batches(config, manifest))
   assert len(a) >= 1 and all(x["inputs"].shape == (8, 32) for x in a)
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x["inputs"], y["inputs"])
@@ -127,36 +127,36 @@ def test_validation_pass_is_deterministic_and_padded(tiny_records):
 def test_the_manifest_knows_its_folder_so_batches_never_list_it_again(tiny_records, monkeypatch):
   """On gs:// finding the local mirror lists the folder: once per command, not per eval."""
   config = _config(tiny_records)
-  manifest = data.check_manifest(config)
+  manifest = loader.check_manifest(config)
   assert manifest.root == tiny_records[0] and '"root"' not in manifest.to_json()
 
   def listed(_):
     raise AssertionError("the records folder was looked up again")
 
   monkeypatch.setattr(data, "records_dir", listed)
-  assert next(iter(data.eval_batches(config, manifest)))["inputs"].shape == (8, 32)
-  assert next(iter(data.train_dataset(config, manifest)))["inputs"].shape == (8, 32)
+  assert next(iter(loader.eval_batches(config, manifest)))["inputs"].shape == (8, 32)
+  assert next(iter(loader.train_dataset(config, manifest)))["inputs"].shape == (8, 32)
 
 
 def test_manifest_errors_name_the_file_and_the_fix(tiny_records, tmp_path):
   records_dir, tok_path, vocab = tiny_records
   with pytest.raises(records.RecordsError, match=r"manifest.json not found.*swahili100 tokenize"):
-    data.check_manifest(tiny_config(str(tmp_path), tok_path, vocab))
+    loader.check_manifest(tiny_config(str(tmp_path), tok_path, vocab))
   with pytest.raises(records.RecordsError,
                      match=rf"manifest.json has vocab_size {vocab} .*--config.model.vocab_size={vocab}"):
     c = tiny_config(records_dir, tok_path, vocab)
     c.model.vocab_size = vocab + 1
-    data.check_manifest(c)
+    loader.check_manifest(c)
   other = str(tmp_path / "other.json")
   shutil.copy(tok_path, other)
   with open(other, "a") as f:
     f.write(" ")
   with pytest.raises(records.RecordsError, match=r"sha256 .*set --config.data.tokenizer"):
-    data.check_manifest(tiny_config(records_dir, other, vocab))
+    loader.check_manifest(tiny_config(records_dir, other, vocab))
   bad = str(tmp_path / "bad")
   shutil.copytree(records_dir, bad)
   m = json.load(open(os.path.join(bad, "manifest.json")))
   m["format_version"] = 99
   json.dump(m, open(os.path.join(bad, "manifest.json"), "w"))
   with pytest.raises(records.RecordsError, match=r"format_version 99 .*re-run `swahili100 tokenize`"):
-    data.check_manifest(tiny_config(bad, tok_path, vocab))
+    loader.check_manifest(tiny_config(bad, tok_path, vocab))

@@ -11,7 +11,7 @@ import json
 
 import grain
 
-from swahili100 import data, fs
+from swahili100 import fs, loader
 from swahili100.align import chat
 
 
@@ -72,7 +72,7 @@ def dpo_examples(tokenizer, path: str, seq_len: int) -> list[dict]:
 def dataset(examples: list[dict], d, process_index: int = 0,
             process_count: int = 1) -> grain.IterDataset:
   """The infinite, shuffled batches of this process (`d` = config.data): its rows of every
-  global batch, the same for any process and worker count (`data.rounds`)."""
+  global batch, the same for any process and worker count (`loader.rounds`)."""
   ds = grain.MapDataset.source(examples).seed(d.shuffle_seed).shuffle().repeat(None)
-  ds = data.rounds(ds, d.batch_size, process_index, process_count).map(data.Stack())
-  return data.prefetch(data.workers(ds.to_iter_dataset(grain.ReadOptions(num_threads=0)), d), d)
+  ds = loader.rounds(ds, d.batch_size, process_index, process_count).map(loader.Stack())
+  return loader.prefetch(loader.workers(ds.to_iter_dataset(grain.ReadOptions(num_threads=0)), d), d)
