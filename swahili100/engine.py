@@ -2,7 +2,7 @@
 
     make_task = lambda config: engine.Task(
         "pretrain", loss_fn=functools.partial(lm.lm_loss, z_loss=1e-4),
-        dataset=lambda i, n: data.train_dataset(config, manifest, i, n))
+        dataset=lambda i, n: loader.train_dataset(config, manifest, i, n))
     engine.run(config, workdir, make_task, resume=None)
 
 What every stage gets: `jax.distributed` when several processes run, the mesh entered with

@@ -21,13 +21,8 @@ import functools
 import os
 import sys
 
-<<<<<<< HEAD
 from swahili100 import checkpoint, config_lib, engine, flops, fs, host_memory, lm
-from swahili100.align import data as align_data
-=======
-from swahili100 import checkpoint, config_lib, engine, flops, fs, lm
 from swahili100.align import datasets as align_data
->>>>>>> house
 
 SAMPLES = os.path.dirname(__file__)
 # an existing workdir holding another recipe is refused, not resumed
