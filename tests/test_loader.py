@@ -133,7 +133,7 @@ def test_the_manifest_knows_its_folder_so_batches_never_list_it_again(tiny_recor
   def listed(_):
     raise AssertionError("the records folder was looked up again")
 
-  monkeypatch.setattr(data, "records_dir", listed)
+  monkeypatch.setattr(loader, "records_dir", listed)
   assert next(iter(loader.eval_batches(config, manifest)))["inputs"].shape == (8, 32)
   assert next(iter(loader.train_dataset(config, manifest)))["inputs"].shape == (8, 32)
 
