@@ -4,8 +4,9 @@ Command (2 CPU cores; records and a 16k BPE made by the project's pipeline on sw
 docs/benchmarks.md "Small model"):
   swahili100 train --config configs/small.py --workdir runs/small \
       --config.data.records_dir=data/processed --config.data.tokenizer=tokenizer/swahili_bpe.json
-Hardware: 2 CPU cores; ~27 min for 1050 steps x 16 x 256 = 4.3M tokens (~2.7k tokens/s) including
-  compilation and 3 validation passes; docs/benchmarks.md "Small model" has the measured run.
+Hardware: 2 CPU cores; 25.8 min for 1050 steps x 16 x 256 = 4.3M tokens (~2.8k tokens/s, jemalloc
+  as the host allocator) including compilation and 3 validation passes: 1.3342 validation
+  bits/byte on sw-news (docs/benchmarks.md "Small model").
 Recipe (docs/RESEARCH.md "Recipe"): Muon on the blocks' matrices at lr 0.04 and AdamW at lr 0.01 on
   the tied embedding won the 0.5M-token ablations (1.646 vs tuned AdamW's 1.983 bits/byte); batch
   16, the batch those rates were tuned at, also keeps Muon's Newton-Schulz cost at 18 % of a step.
