@@ -10,12 +10,15 @@ process, a `transformers` `LlamaForCausalLM` of identical shape doing forward + 
 on the same batch with 2 torch threads, and prints ours/peer throughput as a ratio (> 1: ours
 faster). On GPU/TPU it prints tokens/s and MFU (PaLM convention, see `flops.flops_per_token`).
 Also times the gradients alone, and prints the optimizer's share of our step (AdamW or Muon:
-`--config.optim.name=muon`).
+`--config.optim.name=muon`). Each line gives the page faults and system time per step; the
+process runs with the config's host allocator (`--config.train.host_malloc=system`: glibc's),
+and `--no-peer` / `--no-ours` time one side alone in its process.
 """
 
 import argparse
 import functools
 import os
+import resource
 import sys
 import time
 
@@ -90,14 +93,16 @@ def main(argv=None):
   p.add_argument("--config", default="configs/debug.py")
   p.add_argument("--reps", type=int, default=10)
   p.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
+  p.add_argument("--no-ours", action="store_true",
+                 help="time the PyTorch peer alone (its process, the config's host allocator)")
   args, overrides = p.parse_known_args(argv)
   config = config_lib.apply_overrides(config_lib.load(args.config), overrides)
   # the host allocator as `swahili100 train` runs (re-executed with it when run as a script);
   # the torch peer shares the process and so the allocator (docs/benchmarks.md)
-  malloc = host_memory.reexec(config.train.host_malloc, command_line)
+  malloc = host_memory.reexec(host_memory.policy(config.train), command_line)
   B, T, V = config.data.batch_size, config.data.seq_len, config.model.vocab_size
   tokens = np.random.RandomState(0).randint(0, V, (B, T + 1)).astype(np.int32)
-  fns = dict(zip(("ours", "grads"), ours(config, tokens)))
+  fns = {} if args.no_ours else dict(zip(("ours", "grads"), ours(config, tokens)))
   platform = jax.devices()[0].platform
   if platform == "cpu" and not args.no_peer:
     fns["torch"] = peer(config, tokens)
@@ -105,11 +110,14 @@ def main(argv=None):
     f()
     f()
   times = {k: [] for k in fns}
+  faults = {k: [] for k in fns}   # minor page faults and system seconds of each call
   for _ in range(args.reps):
     for k, f in fns.items():
-      t0 = time.perf_counter()
+      r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
       f()
       times[k].append(time.perf_counter() - t0)
+      r1 = resource.getrusage(resource.RUSAGE_SELF)
+      faults[k].append((r1.ru_minflt - r0.ru_minflt, r1.ru_stime - r0.ru_stime))
   med = {k: float(np.median(v)) for k, v in times.items()}
   step_flops = flops.flops_per_token(config.model, T) * B * T
   peak = flops.peak_flops(jax.devices()[0]) * jax.device_count()
@@ -120,8 +128,12 @@ def main(argv=None):
   for k, s in med.items():
     if k == "grads":
       continue
+    minflt, stime = np.mean(faults[k], axis=0)
     print(f"  {k:<6} {s * 1e3:8.1f} ms/step  {B * T / s:10,.0f} tokens/s"
-          + (f"  MFU {step_flops / s / peak:.1%}" if k == "ours" else ""))
+          + (f"  MFU {step_flops / s / peak:.1%}" if k == "ours" else "")
+          + f"  page faults {minflt:,.0f}/step  system {stime * 1e3:.1f} ms/step")
+  if "ours" not in med:
+    return 0
   share = max(0.0, 1 - med["grads"] / med["ours"])
   print(f"  optimizer ({config.optim.name}) + clipping: {share:.1%} of our step "
         f"(gradients alone {med['grads'] * 1e3:.1f} ms)")

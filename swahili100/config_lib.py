@@ -150,9 +150,10 @@ def validate(config) -> None:
     raise ConfigError(f"config.optim.name={o.name!r}: expected adamw | muon")
   if o.schedule not in ("cosine", "wsd"):
     raise ConfigError(f"config.optim.schedule={o.schedule!r}: expected cosine | wsd")
-  if config.train.get("host_malloc", "jemalloc") not in host_memory.POLICIES:
-    raise ConfigError(f"config.train.host_malloc={config.train.host_malloc!r}: expected "
-                      f"{' | '.join(host_memory.POLICIES)}")
+  try:
+    host_memory.check(host_memory.policy(config.train))
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   if config.train.num_steps <= o.warmup_steps:
     raise ConfigError(f"config.train.num_steps={config.train.num_steps} must exceed "
                       f"config.optim.warmup_steps={o.warmup_steps}")

@@ -71,15 +71,16 @@ def _resolved_model(config, mesh) -> model_lib.ModelConfig:
   return model_lib.resolve(config.model, platform, strict=True)
 
 
-def runtime(config, mesh, host_malloc: str) -> dict:
-  """What the run resolved from `auto` and the machine: recorded in config.json as `runtime`.
-  `host_malloc` is the allocator the process runs with (`host_memory.active`)."""
+def runtime(config, mesh) -> dict:
+  """What the run resolved from `auto` and the machine: recorded in config.json as `runtime`
+  (`host_malloc`: the allocator the process runs with; train/align re-execute it for one)."""
   m = _resolved_model(config, mesh)
   device = mesh.devices.flat[0]
   return {"attention": m.attention, "layout_vjps": m.layout_vjps, "causal_chunks": m.causal_chunks,
           "platform": device.platform, "device_kind": getattr(device, "device_kind", ""),
           "devices": int(mesh.devices.size), "processes": jax.process_count(),
-          "mesh": dict(mesh.shape), "jax": jax.__version__, "host_malloc": host_malloc}
+          "mesh": dict(mesh.shape), "jax": jax.__version__,
+          "host_malloc": host_memory.active()}
 
 
 def recorded(config, resolved: dict):
@@ -97,12 +98,12 @@ def recorded(config, resolved: dict):
   return rec
 
 
-def resolve(config, mesh, task: Task, host_malloc: str) -> dict:
+def resolve(config, mesh, task: Task) -> dict:
   """Everything `run` resolves, in the order config.json has always listed it."""
   paths = {f"data.{k}": fs.absolute(config.data[k]) for k in ("records_dir", "tokenizer",
                                                                "mixture") if config.data.get(k)}
   # absolute in config.json, so evaluate/generate/export work from any directory
-  return {**task.record, "runtime": runtime(config, mesh, host_malloc), **paths}
+  return {**task.record, "runtime": runtime(config, mesh), **paths}
 
 
 def _flat(config, key: str) -> dict:
@@ -175,13 +176,12 @@ def run(config, workdir: str, make_task: Callable[[Any], Task],
         resume: str | None = None) -> int:
   """Trains the task `make_task(config)` in `workdir`; returns the process exit code (0 also
   after a preemption). `jax.distributed` starts here, before the task touches any device."""
-  host_malloc = host_memory.active()   # train/align re-executed the process for it if need be
   distributed.initialize(config.mesh)
   task = make_task(config)
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch(config.data.batch_size, mesh)
   workdir = fs.absolute(workdir)
-  record = recorded(config, resolve(config, mesh, task, host_malloc))
+  record = recorded(config, resolve(config, mesh, task))
   t_cfg = config.train
   mngr = checkpoint.manager(workdir, t_cfg)
   start = checkpoint.resolve_resume(workdir, resume, mngr)

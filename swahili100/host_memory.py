@@ -18,10 +18,11 @@ import os
 import sys
 
 POLICIES = ("jemalloc", "system")
+DEFAULT = "jemalloc"   # also for a config.json written before the field existed
 MALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"   # freed pages stay for the next step
 _TRIED = "SWAHILI100_HOST_MALLOC_TRIED"   # set in the re-executed process: never loop
 _SEARCH = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
-           "/usr/local/lib", "/opt/homebrew/lib")
+           "/usr/local/lib")
 
 
 def find_jemalloc() -> str | None:
@@ -43,7 +44,13 @@ def active() -> str:
     return "system"
 
 
+def policy(train_cfg) -> str:
+  """`config.train.host_malloc` (the default where an older config.json lacks it)."""
+  return train_cfg.get("host_malloc", DEFAULT)
+
+
 def check(policy: str) -> None:
+  """The one rule for the field's values (`config_lib.validate` reports it as a ConfigError)."""
   if policy not in POLICIES:
     raise ValueError(f"config.train.host_malloc={policy!r}: expected {' | '.join(POLICIES)}")
 

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   try:
     config, workdir, resume = parse_args(argv)
-    host_memory.reexec(config.train.get("host_malloc", "jemalloc"), command_line)
+    host_memory.reexec(host_memory.policy(config.train), command_line)
     return run(config, workdir, resume)
   except (config_lib.ConfigError, records.RecordsError, checkpoint.CheckpointError,
           evals.EvalDataError) as e:

@@ -25,6 +25,7 @@ def test_train_step_bench_times_ours_and_torch_and_prints_the_ratio(capsys):
   lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("  ")}
   for who in ("ours", "torch"):
     assert float(lines[who].split()[1]) > 0, out   # ms/step
+    assert "page faults" in lines[who] and "system" in lines[who], out
   ratio = out.split("ours/torch throughput:")[1].strip()
   assert ratio.endswith("x") and float(ratio[:-1]) > 0, out
   assert "optimizer (adamw) + clipping:" in out

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
   args.data = args.data or os.path.join(SAMPLES, f"sample_{args.stage}.jsonl")
   try:
     config = config_for(args, overrides)
-    host_memory.reexec(config.train.get("host_malloc", "jemalloc"), command_line)
+    host_memory.reexec(host_memory.policy(config.train), command_line)
     return engine.run(config, args.workdir, task_for, args.resume)
   except (config_lib.ConfigError, checkpoint.CheckpointError, align_data.AlignDataError) as e:
     print(f"swahili100 align: error: {e}", file=sys.stderr)
