@@ -72,6 +72,33 @@ def test_gguf_f32_metadata_vocab_and_weights(hf_dir, tmp_path):
   assert not np.array_equal(q, sd["model.layers.1.self_attn.q_proj.weight"])
 
 
+def test_qk_norm_writes_qwen3_with_norms_and_unpermuted_rows(tiny_records, tmp_path):
+  """model.qk_norm -> GGUF `qwen3`: per-head q/k norm scales as attn_q_norm/attn_k_norm, and q/k
+  rows in the HF rotate-halves order (llama.cpp's qwen3 RoPE is NEOX, i.e. rotate halves)."""
+  config = export_config(tiny_records, **{"model.qk_norm": True, "model.tie_embeddings": False,
+                                          "model.zero_init_out": True})
+  folder = hf.export_hf(config, random_model(config, seed=3), config.data.tokenizer,
+                        str(tmp_path / "hf"))
+  path = gguf_export.export_gguf(folder, str(tmp_path / "m.gguf"), "f32")
+  r = gguf.GGUFReader(path)
+  m = config.model
+  assert _field(r, "general.architecture") == "qwen3"
+  assert _field(r, "qwen3.attention.key_length") == m.head_dim
+  assert _field(r, "qwen3.attention.head_count_kv") == m.num_kv_heads
+  sd = safetensors_numpy.load_file(f"{folder}/model.safetensors")
+  tensors = {t.name: t for t in r.tensors}
+  assert len(tensors) == 3 + 11 * m.num_layers  # llama's 9 per block + the two q/k norms
+  for i in range(m.num_layers):
+    for ours, theirs in (("self_attn.q_norm", "attn_q_norm"), ("self_attn.k_norm", "attn_k_norm"),
+                         ("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k")):
+      want = sd[f"model.layers.{i}.{ours}.weight"]
+      got = np.asarray(tensors[f"blk.{i}.{theirs}.weight"].data).reshape(want.shape)
+      np.testing.assert_array_equal(got, want)
+  assert tensors["blk.0.attn_q_norm.weight"].shape.tolist() == [m.head_dim]
+  with pytest.raises(ValueError, match="MistralForCausalLM"):
+    gguf_export.architecture({"architectures": ["MistralForCausalLM"]})
+
+
 @pytest.mark.parametrize("gguf_type,tol", [("q8_0", 0.01), ("q4_0", 0.15)])
 def test_gguf_quantized_tensors_dequantize_close(hf_dir, tmp_path, gguf_type, tol):
   folder, _ = hf_dir

@@ -2,6 +2,7 @@
 
     python -m swahili100.export.check_gguf [--checkpoint runs/x/checkpoints/N | --hf-dir DIR]
         [--gguf-dir DIR] [--json report.json]
+    python -m swahili100.export.check_gguf --qk-norm    # the self-check model as Qwen3 (qwen3)
 
 Checks that llama.cpp tokenizes Swahili sentences exactly as the HF tokenizer does and that the
 F32 GGUF's logits match the HF model's (max abs diff <= 1e-2); reports Q8_0 and Q4_0 deviations.
@@ -51,8 +52,9 @@ def _sw_news(root: str | None, n: int) -> list[str]:
     return [json.loads(next(f))["text"] for _ in range(n)]
 
 
-def _random_hf_dir(out_dir: str) -> str:
-  """A random-init model + byte-level BPE on SENTENCES, exported to HF (for a self-check)."""
+def _random_hf_dir(out_dir: str, qk_norm: bool = False) -> str:
+  """A random-init model + byte-level BPE on SENTENCES, exported to HF (for a self-check).
+  Norm scales are random too, so a scale written to the wrong tensor shows in the logits."""
   tok = tokenizers.Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = decoders.ByteLevel()
@@ -64,10 +66,15 @@ def _random_hf_dir(out_dir: str) -> str:
   c = ml_collections.ConfigDict({"model": dict(
       vocab_size=512, d_model=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16,
       mlp_dim=128, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=False, init_std=0.02,
-      dtype="float32", attention="reference", remat="none"), "data": {"seq_len": 256}})
+      dtype="float32", attention="reference", remat="none", qk_norm=qk_norm),
+      "data": {"seq_len": 256}})
   m = model_lib.Transformer(c.model, rngs=nnx.Rngs(0))
   params = nnx.state(m, nnx.Param)
-  nnx.update(m, jax.tree.map(lambda x: x * 4.0 if x.ndim == 2 else x, params))
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  leaves = [x * 4.0 if x.ndim == 2 else x * jax.random.uniform(k, x.shape, x.dtype, 0.5, 1.5)
+            for x, k in zip(leaves, keys)]
+  nnx.update(m, jax.tree.unflatten(treedef, leaves))
   return hf.export_hf(c, m, tok_path, os.path.join(out_dir, "hf"))
 
 
@@ -78,7 +85,7 @@ def _hf_dir(args, tmp: str) -> str:
     config, model = inference.load(args.checkpoint)
     return hf.export_hf(config, model, args.tokenizer or config.data.tokenizer,
                         os.path.join(tmp, "hf"))
-  return _random_hf_dir(tmp)
+  return _random_hf_dir(tmp, qk_norm=args.qk_norm)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="use its model-<type>.gguf files (from `swahili100 export --format "
                       "gguf`) where present; the other types are written from --hf-dir")
   parser.add_argument("--tokenizer", default=None)
+  parser.add_argument("--qk-norm", action="store_true",
+                      help="without --checkpoint/--hf-dir: the self-check model with model.qk_norm "
+                      "(Qwen3 in HF, qwen3 in GGUF)")
   parser.add_argument("--json", default=None, help="also write the figures here")
   parser.add_argument("--texts", default=None,
                       help="a folder of *.jsonl.gz shards whose first 50 documents of the last "
@@ -108,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
   hf_tok = AutoTokenizer.from_pretrained(hf_dir)
   hf_model = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
   texts = SENTENCES + ["<|user|>Habari yako?<|end|><|assistant|>"] + _sw_news(args.texts, 50)
-  report = {"llama_cpp_python": llama_cpp.__version__, "tokenized_texts": len(texts)}
+  with open(os.path.join(hf_dir, "config.json"), encoding="utf-8") as f:
+    arch, _ = gguf_export.architecture(json.load(f))
+  report = {"llama_cpp_python": llama_cpp.__version__, "gguf_architecture": arch,
+            "tokenized_texts": len(texts)}
   ok = True
   for gtype in ("f32", "f16", "q8_0", "q4_0"):
     given = os.path.join(args.gguf_dir, f"model-{gtype}.gguf") if args.gguf_dir else None

@@ -1,11 +1,15 @@
-"""Hugging Face Llama folder -> llama.cpp GGUF (llama architecture, gpt2-style BPE vocabulary).
+"""Hugging Face folder -> llama.cpp GGUF (gpt2-style BPE vocabulary).
 
     export_gguf(hf_dir, "model-f32.gguf", gguf_type="f32")   # f32 | f16 | q8_0 | q4_0
 
 Weights come from the exported `model.safetensors`, so GGUF, ONNX and HF share one source.
-llama.cpp applies RoPE to interleaved pairs, so q/k rows are permuted from the HF rotate-halves
-layout (as llama.cpp's convert_hf_to_gguf.py does for LlamaModel). Norm vectors stay F32; 2-D
-weights whose rows do not divide into 32-wide blocks fall back to F16 (q8_0/q4_0) or F32.
+The GGUF architecture follows the HF one: `LlamaForCausalLM` -> `llama`, `Qwen3ForCausalLM`
+(model.qk_norm) -> `qwen3`, which adds the per-head `attn_q_norm`/`attn_k_norm` scales.
+llama.cpp's llama architecture applies RoPE to interleaved pairs, so its q/k rows are permuted
+from the HF rotate-halves layout (as llama.cpp's convert_hf_to_gguf.py does for LlamaModel);
+qwen3 uses NEOX RoPE, the rotate-halves layout itself, so its rows are written as they are.
+Norm vectors stay F32; 2-D weights whose rows do not divide into 32-wide blocks fall back to
+F16 (q8_0/q4_0) or F32.
 """
 
 import json
@@ -27,6 +31,18 @@ HF_TO_GGUF = {
     "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
+QK_NORM_TO_GGUF = {"self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
+# HF architecture -> (GGUF architecture, whether q/k rows need permute_rope)
+ARCHITECTURES = {"LlamaForCausalLM": ("llama", True), "Qwen3ForCausalLM": ("qwen3", False)}
+
+
+def architecture(hf_cfg: dict) -> tuple[str, bool]:
+  """(GGUF architecture, permute q/k?) for an HF config.json; a clear error for others."""
+  names = hf_cfg.get("architectures") or ["LlamaForCausalLM"]
+  if names[0] not in ARCHITECTURES:
+    raise ValueError(f"gguf export: config.json architecture {names[0]!r} has no GGUF mapping; "
+                     f"expected one of {sorted(ARCHITECTURES)} (export it with swahili100 export)")
+  return ARCHITECTURES[names[0]]
 
 
 def permute_rope(w_OI: np.ndarray, n_head: int) -> np.ndarray:
@@ -95,8 +111,9 @@ def export_gguf(hf_dir: str, out_path: str, gguf_type: str = "f16") -> str:
   n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
   head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
   rope = cfg.get("rope_parameters") or {}
+  arch, permute = architecture(cfg)
 
-  w = gguf.GGUFWriter(out_path, "llama")
+  w = gguf.GGUFWriter(out_path, arch)
   w.add_name("swahili100")
   w.add_context_length(cfg["max_position_embeddings"])
   w.add_embedding_length(cfg["hidden_size"])
@@ -131,11 +148,12 @@ def export_gguf(hf_dir: str, out_path: str, gguf_type: str = "f16") -> str:
 
   put("token_embd.weight", sd["model.embed_tokens.weight"])
   for i in range(cfg["num_hidden_layers"]):
-    for hf_name, g_name in HF_TO_GGUF.items():
+    names = HF_TO_GGUF | (QK_NORM_TO_GGUF if arch == "qwen3" else {})
+    for hf_name, g_name in names.items():
       arr = sd[f"model.layers.{i}.{hf_name}.weight"]
-      if hf_name == "self_attn.q_proj":
+      if permute and hf_name == "self_attn.q_proj":
         arr = permute_rope(arr, n_head)
-      elif hf_name == "self_attn.k_proj":
+      elif permute and hf_name == "self_attn.k_proj":
         arr = permute_rope(arr, n_kv)
       put(f"blk.{i}.{g_name}.weight", arr)
   put("output_norm.weight", sd["model.norm.weight"])

@@ -7,8 +7,8 @@ The model already computes Llama math in the HF layout (see swahili100/model.py)
 are a transpose: `nnx.Linear` kernels are [in, out], torch weights are [out, in]. The
 architecture follows the switches: `LlamaForCausalLM`, or `Qwen3ForCausalLM` with qk_norm
 (Llama plus a per-head RMSNorm on q and k before RoPE: the same math as model.py's qk_norm).
-Switches no runtime of a format computes (relu2 MLP, logit soft-capping; qk_norm in GGUF, whose
-llama architecture lacks it) are refused by name rather than exported as a different model.
+Switches no runtime of a format computes (relu2 MLP, logit soft-capping) are refused by name
+rather than exported as a different model; qk_norm exports everywhere (GGUF: llama.cpp's qwen3).
 zero_init_out changes only the initialisation, so it exports as is.
 """
 
@@ -35,9 +35,6 @@ SWITCHES = {
     "logit_softcap": (lambda c: bool(c.logit_softcap), ("hf", "torch", "onnx", "gguf"),
                       "only Gemma 2's architecture soft-caps logits, and it differs elsewhere "
                       "(embedding scale, sandwich norms)"),
-    "qk_norm": (lambda c: c.qk_norm, ("gguf",),
-                "the GGUF export writes llama.cpp's llama architecture, which has no q/k norm "
-                "(hf, torch and onnx export it as Qwen3)"),
 }
 
 

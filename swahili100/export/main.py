@@ -6,7 +6,8 @@
     ... --repo user/swahili100-debug     # then upload the output folder (token: HF_TOKEN)
 
 `hf` is also the PyTorch export (LlamaForCausalLM, or Qwen3ForCausalLM with model.qk_norm;
-safetensors); a model switch that a format cannot run is refused by name (export/hf.py).
+safetensors; GGUF follows: llama or qwen3); a model switch that a format cannot run is refused
+by name (export/hf.py).
 `onnx` and `gguf` write the HF folder first (under OUTPUT/hf) and convert from it, so all formats share one set of weights.
 `--checkpoint` and `--output` may be gs:// URLs.
 """
