@@ -45,7 +45,8 @@ bench: $(STAMP)
 clean:
 	rm -rf demo_out runs .pytest_cache
 
-# Loads the demo's GGUF in llama.cpp: tokenization and F32 logits vs the HF export, Q8_0/Q4_0 drift.
+# Loads the demo's GGUF in llama.cpp: tokenization and F32 logits vs the HF export, Q8_0/Q4_0 drift;
+# then the same for a random model with model.qk_norm (GGUF qwen3).
 # `make check-gguf TEXTS=DIR` adds the first documents of DIR's last *.jsonl.gz shard to the texts.
 TEXTS ?=
 check-gguf: $(STAMP)
@@ -53,3 +54,4 @@ check-gguf: $(STAMP)
 	$(BIN)/pip install -q llama-cpp-python==0.3.16
 	$(BIN)/python -m swahili100.export.check_gguf --gguf-dir demo_out/export/gguf \
 	  --hf-dir demo_out/export/hf $(if $(TEXTS),--texts $(TEXTS))
+	$(BIN)/python -m swahili100.export.check_gguf --qk-norm $(if $(TEXTS),--texts $(TEXTS))
