@@ -88,6 +88,38 @@ def _hf_dir(args, tmp: str) -> str:
   return _random_hf_dir(tmp, qk_norm=args.qk_norm)
 
 
+def _tokenizer_mismatches(llm, hf_tok, texts: list[str]) -> list[dict]:
+  """Where llama.cpp's tokens differ from the HF tokenizer's, per text (first 8 from there)."""
+  mismatches = []
+  for text in texts:
+    want = hf_tok.encode(text, add_special_tokens=False)
+    got = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+    if got != list(want):
+      at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
+                min(len(got), len(want)))
+      mismatches.append({"text": text[:120], "first_diff": at, "hf": want[at:at + 8],
+                         "llama.cpp": got[at:at + 8]})
+  return mismatches
+
+
+def _logit_diffs(llm, hf_tok, hf_model) -> dict:
+  """llama.cpp vs transformers logits at every position of SENTENCES."""
+  import torch  # noqa: PLC0415
+  diffs, agree, peak = [], [], 0.0
+  for text in SENTENCES:
+    ids = hf_tok.encode(text, add_special_tokens=False)
+    llm.reset()
+    llm.eval(ids)
+    got = np.asarray(llm.scores[:len(ids)], np.float32)
+    with torch.no_grad():
+      want = hf_model(torch.tensor([ids])).logits[0].numpy()
+    diffs.append(float(np.abs(got - want).max()))
+    agree.append(got.argmax(-1) == want.argmax(-1))
+    peak = max(peak, float(np.abs(want).max()))
+  return {"max_abs_logit_diff": max(diffs),
+          "argmax_agreement": float(np.concatenate(agree).mean()), "max_abs_logit": peak}
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="check_gguf", description=__doc__.split("\n")[0])
   parser.add_argument("--checkpoint", default=None)
@@ -110,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     print("check_gguf: llama-cpp-python is not installed (make check-gguf installs it)",
           file=sys.stderr)
     return 2
-  import torch  # noqa: PLC0415
   from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
 
   tmp = tempfile.mkdtemp(prefix="check_gguf_")
@@ -133,36 +164,11 @@ def main(argv: list[str] | None = None) -> int:
       path = gguf_export.export_gguf(hf_dir, os.path.join(tmp, f"m-{gtype}.gguf"), gtype)
     llm = llama_cpp.Llama(model_path=path, n_ctx=256, logits_all=True, verbose=False,
                           n_threads=2, n_batch=256)
-    mismatches = []
-    for text in texts:
-      want = hf_tok.encode(text, add_special_tokens=False)
-      got = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-      if list(got) != list(want):
-        got = list(got)
-        at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
-                  min(len(got), len(want)))
-        mismatches.append({"text": text[:120], "first_diff": at, "hf": want[at:at + 8],
-                           "llama.cpp": got[at:at + 8]})
-    diffs, agree, peak = [], [], 0.0
-    for text in SENTENCES:
-      ids = hf_tok.encode(text, add_special_tokens=False)
-      llm.reset()
-      llm.eval(ids)
-      got = np.asarray(llm.scores[:len(ids)], np.float32)
-      with torch.no_grad():
-        want = hf_model(torch.tensor([ids])).logits[0].numpy()
-      diffs.append(float(np.abs(got - want).max()))
-      agree.append(got.argmax(-1) == want.argmax(-1))
-      peak = max(peak, float(np.abs(want).max()))
-    report[gtype] = {"file": path, "file_bytes": os.path.getsize(path),
-                     "tokenizer_mismatches": mismatches,
-                     "max_abs_logit_diff": max(diffs),
-                     "argmax_agreement": float(np.concatenate(agree).mean()),
-                     "max_abs_logit": peak}
-    if mismatches:
-      ok = False
-    if gtype == "f32" and max(diffs) > F32_TOL:
-      ok = False
+    r = report[gtype] = {"file": path, "file_bytes": os.path.getsize(path),
+                         "tokenizer_mismatches": _tokenizer_mismatches(llm, hf_tok, texts),
+                         **_logit_diffs(llm, hf_tok, hf_model)}
+    ok &= not r["tokenizer_mismatches"] and not (gtype == "f32" and
+                                                 r["max_abs_logit_diff"] > F32_TOL)
     del llm
   report["ok"] = ok
   print(json.dumps(report, indent=2))
