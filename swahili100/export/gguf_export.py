@@ -36,12 +36,13 @@ QK_NORM_TO_GGUF = {"self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_
 ARCHITECTURES = {"LlamaForCausalLM": ("llama", True), "Qwen3ForCausalLM": ("qwen3", False)}
 
 
-def architecture(hf_cfg: dict) -> tuple[str, bool]:
+def architecture(hf_cfg: dict, where: str = "config.json") -> tuple[str, bool]:
   """(GGUF architecture, permute q/k?) for an HF config.json; a clear error for others."""
   names = hf_cfg.get("architectures") or ["LlamaForCausalLM"]
   if names[0] not in ARCHITECTURES:
-    raise ValueError(f"gguf export: config.json architecture {names[0]!r} has no GGUF mapping; "
-                     f"expected one of {sorted(ARCHITECTURES)} (export it with swahili100 export)")
+    raise ValueError(f"gguf export: {where}: architecture {names[0]!r} has no GGUF mapping; "
+                     f"expected one of {sorted(ARCHITECTURES)} (write the folder with "
+                     "`swahili100 export --format hf`)")
   return ARCHITECTURES[names[0]]
 
 
@@ -111,7 +112,7 @@ def export_gguf(hf_dir: str, out_path: str, gguf_type: str = "f16") -> str:
   n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
   head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
   rope = cfg.get("rope_parameters") or {}
-  arch, permute = architecture(cfg)
+  arch, permute = architecture(cfg, os.path.join(hf_dir, "config.json"))
 
   w = gguf.GGUFWriter(out_path, arch)
   w.add_name("swahili100")
