@@ -12,6 +12,7 @@ It answers where `bench/train_step.py`'s ratio comes from (docs/RESEARCH.md "GEM
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -29,9 +30,15 @@ DW = (((0,), (0,)), ((), ()))      # x_MI^T @ dy_MO
 PER_CALL = 8  # GEMMs per timed call (distinct left operands), so dispatch costs ~nothing
 
 
+def _h_transposed_first(x, y):
+  """The step's form of the tied head's weight gradient (model._tied_logits_bwd)."""
+  return jax.lax.optimization_barrier(x.T) @ y
+
+
 def gemms(config):
-  """name -> (lhs shape, rhs shape, dimension numbers, times per step) for the blocks and the
-  head (SwiGLU: gate and up share a shape; the attention's own score GEMMs are not included)."""
+  """name -> (lhs shape, rhs shape, dimension numbers, times per step[, our function]) for the
+  blocks and the head (SwiGLU: gate and up share a shape; the attention's own score GEMMs are
+  not included). Without a function ours is `lax.dot_general` with those dimensions."""
   m, d = config.model, config.data
   M, D, F, V = d.batch_size * d.seq_len, m.d_model, m.mlp_dim, m.vocab_size
   Q, KV, L = m.num_heads * m.head_dim, m.num_kv_heads * m.head_dim, m.num_layers
@@ -44,7 +51,7 @@ def gemms(config):
   out["head fwd"] = ((M, D), (D, V), FWD, 1)
   out["head dx"] = ((M, V), (D, V), DX, 1)
   out["head dw"] = ((M, D), (M, V), DW, 0)               # the plain form, for comparison
-  out["head dw, h^T first"] = ((M, D), (M, V), DW, 1)    # the step's (model._tied_logits_bwd)
+  out["head dw, h^T first"] = ((M, D), (M, V), DW, 1, _h_transposed_first)   # the step's
   return out
 
 
@@ -81,13 +88,12 @@ def main(argv=None):
   total = {"ours": 0.0, "torch": 0.0}
   print(f"{args.config} {' '.join(overrides)}: fp32 GEMMs on {jax.devices()[0].device_kind}, "
         f"median of {args.reps}, host_malloc {malloc}")
-  for name, (a_shape, b_shape, dims, times) in gemms(config).items():
+  for name, (a_shape, b_shape, dims, times, *fn) in gemms(config).items():
     a = [rng.randn(*a_shape).astype(np.float32) for _ in range(PER_CALL)]
     b = rng.randn(*b_shape).astype(np.float32)
     ja, jb = jax.device_put(a), jax.device_put(b)
-    f = jax.jit(lambda xs, y, dims=dims: [jax.lax.dot_general(x, y, dims) for x in xs])
-    if name == "head dw, h^T first":
-      f = jax.jit(lambda xs, y: [jax.lax.optimization_barrier(x.T) @ y for x in xs])
+    one = fn[0] if fn else functools.partial(jax.lax.dot_general, dimension_numbers=dims)
+    f = jax.jit(lambda xs, y, one=one: [one(x, y) for x in xs])
     fns = [torch_fn(x, b, dims) for x in a]
     np.testing.assert_allclose(np.asarray(f(ja, jb)[-1]), fns[-1]().numpy(), rtol=1e-3, atol=1e-2)
     ours_ms = median_ms(lambda: jax.block_until_ready(f(ja, jb)), args.reps) / PER_CALL

@@ -169,9 +169,9 @@ def apply_rope(x_BTNH, cos_BT1H, sin_BT1H):
 
 
 def _keep_layout(w):
-  """Materializes a weight-sized dot result before it is transposed: otherwise XLA:CPU folds the
-  transpose into the dot as a contraction over dim 0 of both operands, which ran 2x slower
-  (13.1 vs 6.7 ms for the debug head's embedding gradient; docs/RESEARCH.md)."""
+  """Materializes `w` (a dot's result, or a transposed operand) so XLA:CPU cannot fold a transpose
+  into the dot as a contraction over dim 0 of both operands, which ran up to 2x slower (13.1 vs
+  6.7 ms for the debug head's embedding gradient; docs/RESEARCH.md)."""
   return jax.lax.optimization_barrier(w)
 
 
@@ -212,7 +212,7 @@ def _tied_logits_bwd(res, dlogits_MV):
   dlogits_MV = dlogits_MV.astype(h_MD.dtype)
   dh_MD = jnp.dot(dlogits_MV, emb_VD)
   # h^T materialised too: a plain [D, M] @ [M, V] dot instead of one contracting dim 0 of both
-  # (debug head: 4.7 vs 5.7 ms isolated, ~2 ms of the step; docs/RESEARCH.md "GEMMs")
+  # (debug head: 4.3 vs 4.9 ms, bench/matmul.py "head dw"; docs/RESEARCH.md "GEMMs")
   demb_VD = _keep_layout(jnp.dot(_keep_layout(h_MD.T), dlogits_MV)).T
   return dh_MD, demb_VD.astype(emb_VD.dtype)
 

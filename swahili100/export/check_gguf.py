@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
   hf_model = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
   texts = SENTENCES + ["<|user|>Habari yako?<|end|><|assistant|>"] + _sw_news(args.texts, 50)
   with open(os.path.join(hf_dir, "config.json"), encoding="utf-8") as f:
-    arch, _ = gguf_export.architecture(json.load(f))
+    arch = gguf_export.architecture(json.load(f))[0]
   report = {"llama_cpp_python": llama_cpp.__version__, "gguf_architecture": arch,
             "tokenized_texts": len(texts)}
   ok = True

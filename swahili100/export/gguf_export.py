@@ -31,13 +31,18 @@ HF_TO_GGUF = {
     "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
-QK_NORM_TO_GGUF = {"self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
-# HF architecture -> (GGUF architecture, whether q/k rows need permute_rope)
-ARCHITECTURES = {"LlamaForCausalLM": ("llama", True), "Qwen3ForCausalLM": ("qwen3", False)}
+# HF architecture -> (GGUF architecture, whether q/k rows need permute_rope, its per-layer
+# tensors: HF name -> GGUF name)
+ARCHITECTURES = {
+    "LlamaForCausalLM": ("llama", True, HF_TO_GGUF),
+    "Qwen3ForCausalLM": ("qwen3", False, HF_TO_GGUF | {"self_attn.q_norm": "attn_q_norm",
+                                                      "self_attn.k_norm": "attn_k_norm"}),
+}
 
 
-def architecture(hf_cfg: dict, where: str = "config.json") -> tuple[str, bool]:
-  """(GGUF architecture, permute q/k?) for an HF config.json; a clear error for others."""
+def architecture(hf_cfg: dict, where: str = "config.json") -> tuple[str, bool, dict]:
+  """(GGUF architecture, permute q/k?, per-layer tensor names) for an HF config.json; a clear
+  error for others."""
   names = hf_cfg.get("architectures") or ["LlamaForCausalLM"]
   if names[0] not in ARCHITECTURES:
     raise ValueError(f"gguf export: {where}: architecture {names[0]!r} has no GGUF mapping; "
@@ -112,7 +117,7 @@ def export_gguf(hf_dir: str, out_path: str, gguf_type: str = "f16") -> str:
   n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
   head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
   rope = cfg.get("rope_parameters") or {}
-  arch, permute = architecture(cfg, os.path.join(hf_dir, "config.json"))
+  arch, permute, layer_tensors = architecture(cfg, os.path.join(hf_dir, "config.json"))
 
   w = gguf.GGUFWriter(out_path, arch)
   w.add_name("swahili100")
@@ -149,8 +154,7 @@ def export_gguf(hf_dir: str, out_path: str, gguf_type: str = "f16") -> str:
 
   put("token_embd.weight", sd["model.embed_tokens.weight"])
   for i in range(cfg["num_hidden_layers"]):
-    names = HF_TO_GGUF | (QK_NORM_TO_GGUF if arch == "qwen3" else {})
-    for hf_name, g_name in names.items():
+    for hf_name, g_name in layer_tensors.items():
       arr = sd[f"model.layers.{i}.{hf_name}.weight"]
       if permute and hf_name == "self_attn.q_proj":
         arr = permute_rope(arr, n_head)
