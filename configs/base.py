@@ -77,10 +77,14 @@ def get_config() -> ml_collections.ConfigDict:
   t.checkpoint_every = 100     # steps between checkpoints
   t.keep_last = 2              # newest checkpoints kept
   t.keep_every = 0             # also keep every N-th step forever (0 = off)
-  t.init_from = ""             # checkpoint whose parameters start training ("" = fresh init)
   t.barrier_timeout_s = 1800   # every cross-process wait (checkpoint, restore) gives up after this
   t.host_malloc = "jemalloc"   # jemalloc | system: train/align re-run themselves with jemalloc
   #                              keeping freed pages (no page faults per step; host_memory.py)
+
+  # A run (or one of its steps) whose parameters start training, with a fresh optimizer: a
+  # `swahili100 import` folder, a pretraining run, the base of align. Its config.json gives the
+  # model section; a --config.model.* that contradicts it is refused (back-end switches may differ).
+  c.init = ml_collections.ConfigDict({"from": ""})   # --config.init.from=RUN ("" = fresh init)
 
   c.mesh = x = ml_collections.ConfigDict()
   x.data = -1                  # data-parallel axis (-1 = remaining devices)

@@ -108,6 +108,19 @@ def save(mngr, step: int, state: lm.TrainState, meta: dict, data_state: dict,
       meta=ocp.args.JsonSave(meta), data=DataStateSave(data_state)))
 
 
+def save_params(workdir: str, step: int, params, meta: dict) -> None:
+  """Writes parameters alone as `<workdir>/checkpoints/<step>` (an imported model: no optimizer
+  state or data position; `load_params` and `init.from` read it like any step)."""
+  mngr = ocp.CheckpointManager(checkpoints_dir(workdir), options=ocp.CheckpointManagerOptions(
+      enable_async_checkpointing=False))
+  try:
+    mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
+                                            meta=ocp.args.JsonSave(meta)))
+    mngr.wait_until_finished()
+  finally:
+    mngr.close()
+
+
 def restore(mngr, step: int, abstract: lm.TrainState):
   """(state, meta, this process's data state) of `step`, in the shardings of `abstract`."""
   meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
@@ -117,7 +130,7 @@ def restore(mngr, step: int, abstract: lm.TrainState):
         f"checkpoint {step} was written by {saved} process(es), this run has "
         f"{jax.process_count()}: the data stream is split per process, so its position cannot be "
         "remapped. Resume with the process count that wrote it, or start a new --workdir from "
-        f"these weights with --config.train.init_from={mngr.directory}/{step}")
+        f"these weights with --config.init.from={mngr.directory}/{step}")
   out = mngr.restore(step, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(abstract.params),
       opt_state=ocp.args.StandardRestore(abstract.opt_state),

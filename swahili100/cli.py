@@ -18,6 +18,8 @@ COMMANDS = {
     "tokenize": ("data_pipeline.tokenize", "phase 6: encode shards into token records"),
     "plan-data": ("data_pipeline.plan_data", "mixture weights and epochs per source for a "
                   "token budget"),
+    "import": ("swahili100.hf_import", "a Hugging Face Llama/Qwen3 checkpoint -> a run folder "
+               "(continue it with --config.init.from)"),
     "train": ("swahili100.train", "phases 7-10: train (and resume) a model"),
     "sweep": ("swahili100.sweep", "phase 8: a grid of train runs, in parallel, compared and "
               "plotted"),

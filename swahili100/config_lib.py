@@ -108,7 +108,7 @@ def apply_overrides(config, argv: list[str], check: bool = True) -> ml_collectio
   """Applies every `--config.k=v` / `--config.k v` in argv; returns the config.
 
   `check` runs the training configs' cross-field `validate` (off for other configs, e.g. data)."""
-  i = 0
+  i, given = 0, set()
   while i < len(argv):
     arg = argv[i]
     if not arg.startswith("--config."):
@@ -119,11 +119,58 @@ def apply_overrides(config, argv: list[str], check: bool = True) -> ml_collectio
         raise ConfigError(f"--config.{key} needs a value")
       i, text = i + 1, argv[i + 1]
     set_value(config, key, text)
+    given.add(key)
     i += 1
+  adopt_init_model(config, given)
   if check:
     validate(config)
     config.lock()   # a run's config gains no field after this; what it resolves is recorded apart
   return config
+
+
+# model fields that say how a model is computed, not what it is: a run may set them apart from
+# the run it starts from (init.from)
+BACKEND_KEYS = ("attention", "remat", "layout_vjps", "causal_chunks", "loss_chunks", "dtype")
+
+
+def init_from(config) -> str:
+  """The run folder (or `<run>/checkpoints/<step>`) whose parameters start this run: the config's
+  `init.from`; "" for a fresh initialisation."""
+  init = get(config, "init")
+  return (get(init, "from") or "") if init is not None else ""
+
+
+def run_folder(path: str) -> str:
+  """`<workdir>` of `<workdir>`, `<workdir>/checkpoints` or `<workdir>/checkpoints/<step>`."""
+  p = fs.Path(fs.absolute(str(path).rstrip("/")))
+  if p.name.isdigit() and p.parent.name == "checkpoints":
+    return str(p.parent.parent)
+  return str(p.parent) if p.name == "checkpoints" else str(p)
+
+
+def adopt_init_model(config, given: set[str]) -> None:
+  """With `init.from` set, the model section becomes that run's (from its config.json) but for
+  the back-end switches; a `given` --config.model.* key that contradicts it is refused by name."""
+  source = init_from(config)
+  if not source:
+    return
+  path = fs.join(run_folder(source), "config.json")
+  if not fs.exists(path):
+    raise ConfigError(f"--config.init.from={source}: {path} not found; give a run folder made "
+                      "by `swahili100 train` or `swahili100 import`, or one of its "
+                      "checkpoints/<step>")
+  saved = from_json(path).model
+  clashes = [f"--config.model.{k}={config.model.get(k)!r} (the run has {v!r})"
+             for k, v in saved.items()
+             if k not in BACKEND_KEYS and f"model.{k}" in given and config.model.get(k) != v]
+  if clashes:
+    raise ConfigError(f"{', '.join(clashes)} contradicts --config.init.from={source}: the model "
+                      f"comes from {path}; drop the flag (only {', '.join(BACKEND_KEYS)} may "
+                      "differ) or train from scratch without init.from")
+  with config.unlocked():
+    for k, v in saved.items():
+      if k not in BACKEND_KEYS:
+        config.model[k] = v
 
 
 def get(cfg, key: str, default=None):

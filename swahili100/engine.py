@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from swahili100 import (checkpoint, distributed, flops, fs, host_memory, lm, metrics, optim,
-                        sharding)
+from swahili100 import (checkpoint, config_lib, distributed, flops, fs, host_memory, lm, metrics,
+                        optim, sharding)
 from swahili100 import model as model_lib
 
 # config.model fields whose change makes a resumed run a different run; the resolved back-end
@@ -41,7 +41,6 @@ class Task:
   loss_fn:   (params, graphdef, frozen, batch) -> (objective_sum, sums with 'weight'); see lm.py.
   dataset:   (process_index, process_count) -> a checkpointable Grain IterDataset yielding this
              process's share of each global batch, forever (None: compiled, never run: `aot`).
-  init_from: a checkpoint whose parameters start training (the base model of SFT and DPO).
   frozen_from: a checkpoint loaded as `frozen`, sharded like the parameters, never trained.
   evals:     hooks (step, params, graphdef, mesh) -> dict of metrics, run under the mesh at eval
              steps and at the end; the row is logged next to the loss.
@@ -56,7 +55,6 @@ class Task:
   name: str
   loss_fn: Callable
   dataset: Callable[[int, int], Any] | None
-  init_from: str | None = None
   frozen_from: str | None = None
   evals: Sequence[Callable] = ()
   tokens_per_step: int | None = None
@@ -219,8 +217,8 @@ class _Run:
       restored = checkpoint.restore_newest_good(mngr, workdir, start, prog.abstract,
                                                 self.timeout)
     if restored is None:
-      init_from = t_cfg.get("init_from") or task.init_from
-      if init_from:
+      init_from = config_lib.init_from(config)
+      if init_from:   # a fresh optimizer over another run's (or an import's) parameters
         params = checkpoint.load_params(init_from, prog.abstract.params)
       else:
         params = jax.jit(lambda: nnx.split(model_lib.Transformer(

@@ -32,6 +32,7 @@ from swahili100 import config_lib
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MLP_ACTS = ("swiglu", "relu2")
+ROPE_TYPES = ("default", "llama3")
 REMAT_POLICIES = {
     "full": None,  # save nothing inside a block: recompute it all in the backward pass
     # save projection matmul outputs (no batch dims), recompute attention scores and elementwise
@@ -50,6 +51,11 @@ class ModelConfig:
   head_dim: int
   mlp_dim: int
   rope_theta: float = 10000.0
+  rope_type: str = "default"  # default | llama3 (Llama 3.1+ frequency scaling, the fields below)
+  rope_factor: float = 8.0            # llama3: long wavelengths divided by this
+  rope_low_freq_factor: float = 1.0   # llama3: wavelengths above original / this are scaled
+  rope_high_freq_factor: float = 4.0  # llama3: below original / this kept; between: blended
+  rope_original_max_len: int = 8192   # llama3: the context length the base was trained at
   norm_eps: float = 1e-5
   tie_embeddings: bool = True
   init_std: float = 0.02
@@ -72,6 +78,9 @@ class ModelConfig:
     values = {k: config_lib.get(cfg, k) for k in names if config_lib.get(cfg, k) is not None}
     c = cls(**values)
     config_lib.check_heads(c.num_heads, c.num_kv_heads)
+    if c.rope_type not in ROPE_TYPES:
+      raise config_lib.ConfigError(f"config.model.rope_type={c.rope_type!r}: expected one of "
+                                   f"{ROPE_TYPES}")
     if c.head_dim % 2:
       raise config_lib.ConfigError(f"config.model.head_dim={c.head_dim} must be even for RoPE")
     if c.dtype not in DTYPES:
@@ -146,10 +155,27 @@ def segment_positions(segment_ids_BT, B: int, T: int):
   return idx_BT - jax.lax.cummax(jnp.where(starts_BT, idx_BT, 0), axis=1)
 
 
-def rope_tables(positions_BT, head_dim: int, theta: float):
+def rope_inv_freq(c: "ModelConfig") -> np.ndarray:
+  """[H/2] float32 inverse frequencies, as transformers computes them (its llama3 rule: long
+  wavelengths divided by rope_factor, short ones kept, the band between blended linearly)."""
+  inv = 1.0 / (c.rope_theta ** (np.arange(0, c.head_dim, 2, dtype=np.float32) / c.head_dim))
+  inv = inv.astype(np.float32)
+  if c.rope_type == "default":
+    return inv
+  wavelen = 2 * math.pi / inv
+  low_wavelen = c.rope_original_max_len / c.rope_low_freq_factor
+  high_wavelen = c.rope_original_max_len / c.rope_high_freq_factor
+  scaled = np.where(wavelen > low_wavelen, inv / c.rope_factor, inv)
+  smooth = ((c.rope_original_max_len / wavelen - c.rope_low_freq_factor)
+            / (c.rope_high_freq_factor - c.rope_low_freq_factor))
+  blended = (1 - smooth) * scaled / c.rope_factor + smooth * scaled
+  medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+  return np.where(medium, blended, scaled).astype(np.float32)
+
+
+def rope_tables(positions_BT, c: "ModelConfig"):
   """cos, sin of shape [B, T, 1, H] (HF layout: the half-frequencies repeated twice)."""
-  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
-  freqs_BTh = positions_BT.astype(jnp.float32)[..., None] * inv_freq
+  freqs_BTh = positions_BT.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(c))
   emb_BTH = jnp.concatenate([freqs_BTh, freqs_BTh], axis=-1)[:, :, None, :]
   return jnp.cos(emb_BTH), jnp.sin(emb_BTH)
 
@@ -339,6 +365,19 @@ def _block_forward(block, x_BTD, cos, sin, segment_ids_BT):
   return block(x_BTD, cos, sin, segment_ids_BT)
 
 
+def _remat_forward(policy):
+  """`_block_forward` rematerialised by `jax.checkpoint` over the block's state, a pure function:
+  nnx.remat failed inside gradient accumulation's lax.scan ("Cannot mutate Param from a
+  different trace level") since it updates the block's Variables from its own trace."""
+  def forward(block, x_BTD, cos, sin, segment_ids_BT):
+    graphdef, state = nnx.split(block)
+
+    def pure(state, x_BTD, cos, sin, segment_ids_BT):
+      return nnx.merge(graphdef, state)(x_BTD, cos, sin, segment_ids_BT)
+    return jax.checkpoint(pure, policy=policy)(state, x_BTD, cos, sin, segment_ids_BT)
+  return forward
+
+
 class Transformer(nnx.Module):
   """The decoder: embed -> L pre-norm blocks -> final norm -> lm_head (or tied embedding)."""
 
@@ -379,11 +418,11 @@ class Transformer(nnx.Module):
     B, T = tokens_BT.shape
     if positions_BT is None:
       positions_BT = segment_positions(segment_ids_BT, B, T)
-    cos, sin = rope_tables(positions_BT, self.config.head_dim, self.config.rope_theta)
+    cos, sin = rope_tables(positions_BT, self.config)
     x_BTD = self.embed(tokens_BT)
     forward = _block_forward
     if self.config.remat != "none":
-      forward = nnx.remat(_block_forward, policy=REMAT_POLICIES[self.config.remat])
+      forward = _remat_forward(REMAT_POLICIES[self.config.remat])
     for block in self.layers:
       x_BTD = forward(block, x_BTD, cos, sin, segment_ids_BT)
     return x_BTD
@@ -407,7 +446,7 @@ class Transformer(nnx.Module):
 
     `valid_BS` (bool, [B, cache length]) masks cache slots no row may attend to: the left
     padding that batches prompts of different lengths."""
-    cos, sin = rope_tables(positions_BT, self.config.head_dim, self.config.rope_theta)
+    cos, sin = rope_tables(positions_BT, self.config)
     index = cache["index"]
     x_BTD = self.embed(tokens_BT)
     new_layers = []

@@ -141,7 +141,7 @@ def test_two_process_resume_is_bit_exact_and_another_process_count_is_refused(tw
     job.kill()
   assert rc == [2]
   out = job.output(0)
-  assert "written by 2 process(es)" in out and "--config.train.init_from=" in out
+  assert "written by 2 process(es)" in out and "--config.init.from=" in out
 
 
 def test_sigterm_to_one_process_stops_all_at_one_step_and_resumes_identically(tiny_records,

@@ -71,7 +71,7 @@ def test_qk_norm_attention_matches_numpy():
   w /= w.sum(-1, keepdims=True)
   out = np.einsum("bnts,bsnh->btnh", w, v).reshape(B, T, N * H) @ p[a + "o_proj.kernel"]
   pos = jnp.arange(T)[None]
-  cos_j, sin_j = model_lib.rope_tables(pos, H, 10000.0)
+  cos_j, sin_j = model_lib.rope_tables(pos, m.config)
   got = m.layers[0].attn(jnp.asarray(x_BTD, jnp.float32), cos_j, sin_j, None)
   np.testing.assert_allclose(got, out, rtol=1e-4, atol=1e-4)
 

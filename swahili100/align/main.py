@@ -38,13 +38,15 @@ def config_for(args, overrides: list[str]):
   (a field set both by its flag and by --config.* is refused)."""
   config = checkpoint.load_config(checkpoint.split_path(args.checkpoint)[0])
   with config.unlocked():
-    for stale in ("runtime", "align"):  # the base run's, not this run's
+    for stale in ("runtime", "align", "import"):  # the base run's, not this run's
       if stale in config:
         del config[stale]
-    config.align = {"stage": args.stage, "data": fs.absolute(args.data),
-                    "base": fs.absolute(args.checkpoint), "beta": 0.0}
+    if "init_from" in config.train:   # the field's name before init.from
+      del config.train["init_from"]
+    config.init = {"from": fs.absolute(args.checkpoint)}   # the base starts the policy
+    config.align = {"stage": args.stage, "data": fs.absolute(args.data), "beta": 0.0}
     config.optim.update(grad_accum=1, z_loss=0.0, warmup_steps=None)
-    config.train.update(log_every=1, eval_every=0, init_from="", checkpoint_every=None,
+    config.train.update(log_every=1, eval_every=0, checkpoint_every=None,
                         keep_every=0)
   for key, (_, value) in RECIPE.items():
     config_lib.set_value(config, key, str(value))
@@ -69,13 +71,13 @@ def task_for(config) -> engine.Task:
   per_token = flops.flops_per_token(config.model, d.seq_len)
   if a.stage == "sft":
     examples = align_data.sft_examples(tok, a.data, d.seq_len)
-    return engine.Task("sft", loss_fn=lm.lm_loss, init_from=a.base,
+    return engine.Task("sft", loss_fn=lm.lm_loss,
                        dataset=lambda i, n: align_data.dataset(examples, d, i, n),
                        resume_keys=RESUME_KEYS)
   examples = align_data.dpo_examples(tok, a.data, d.seq_len)
   rows = 2 * d.batch_size * d.seq_len  # chosen and rejected
   return engine.Task("dpo", loss_fn=functools.partial(lm.dpo_loss, beta=a.beta),
-                     init_from=a.base, frozen_from=a.base,
+                     frozen_from=config_lib.init_from(config),
                      dataset=lambda i, n: align_data.dataset(examples, d, i, n),
                      tokens_per_step=rows, flops_per_step=per_token * rows * 4 / 3,  # + ref fwd
                      resume_keys=RESUME_KEYS)

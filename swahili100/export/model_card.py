@@ -4,7 +4,7 @@ Provenance is read, never assumed: the token records' manifest (tokenizer SHA-25
 tokens per split) and the `stats.json` chain of the data phases that made them (each phase's
 `input` leads back to the download's sources and their licences); the training log (steps,
 tokens seen, last loss, validation figures); the alignment stage and its data file for SFT/DPO
-runs (and, through `align.base`, the runs before them); and `eval.json` from `swahili100
+runs (and, through `init.from`, the runs before them); and `eval.json` from `swahili100
 evaluate`. What is not on record is written as not recorded.
 """
 
@@ -97,6 +97,10 @@ def _stage_lines(workdir, config, step) -> list[str]:
   lines, seen = [], set()
   while workdir and workdir not in seen:
     seen.add(workdir)
+    if "import" in config:   # a `swahili100 import` folder: where its weights came from
+      lines.append(f"- **imported** from `{config['import'].source}` "
+                   f"({config['import'].architecture}).")
+      break
     t = _training(workdir, step)
     stage = config.align.stage if "align" in config else "pretraining"
     what = (f"**{stage}** (`{workdir}`): step {t.get('step', 'not recorded')}, "
@@ -106,12 +110,13 @@ def _stage_lines(workdir, config, step) -> list[str]:
     if "align" in config:
       what += f"; data `{config.align.data}`"
     lines.append(f"- {what}.")
-    if "align" not in config:
+    base = config_lib.init_from(config) or ("align" in config and config.align.get("base"))
+    if not base:   # (older aligned runs named their base align.base)
       break
-    workdir, step = _workdir_of(config.align.base), None
+    workdir, step = _workdir_of(base), None
     path = fs.join(workdir, "config.json")
     if not fs.exists(path):
-      lines.append(f"- base model `{config.align.base}` (its config is not on record).")
+      lines.append(f"- base model `{base}` (its config is not on record).")
       break
     config = config_lib.from_json(path)
   return lines
