@@ -8,6 +8,12 @@ is measured in docs/RESEARCH.md but GGUF export maps only gpt2); the named speci
 `<|endoftext|>` is id 0. Documents whose id hash falls under `--heldout-fraction` (the same hash
 `tokenize` uses for its validation split) are held out of training and measured.
 
+  swahili100 train-tokenizer --input data/filtered --output fertility \
+      --measure tokenizer/swahili_bpe.json --measure runs/smollm2/tokenizer.json   # no training
+
+`--measure` (repeatable) measures any tokenizer JSON on the same held-out documents instead of
+training: bytes per token and tokens per word, written to `<output>/fertility.json`.
+
 Writes `<output>/swahili_bpe.json` and `<output>/report.json` (bytes per token and tokens per word
 on held-out documents, round-trip exactness decode(encode(x)) == x with every failure listed,
 training time and MB/s), and `stats.json` (docs in == train + heldout + dropped). A rerun with
@@ -82,6 +88,28 @@ def measure(tok, docs: list[dict]) -> dict:
           "bytes_per_token": nbytes / max(ntok, 1), "tokens_per_word": ntok / max(nwords, 1),
           "round_trip_exact": len(texts) - len(failures), "round_trip_failures": failures[:100],
           "round_trip_failure_count": len(failures)}
+
+
+def heldout_docs(input: str, heldout_fraction: float, max_docs: int,
+                 max_line_bytes: int = shards.DEFAULT_MAX_LINE_BYTES) -> list[dict]:
+  """The documents `train` holds out of training (and `tokenize` puts in validation)."""
+  out = []
+  for _, doc in shards.iter_docs(Path(input), shards.Stats(), max_line_bytes=max_line_bytes):
+    if doc["text"].strip() and id_unit(doc["id"]) < heldout_fraction:
+      out.append({"id": doc["id"], "text": doc["text"]})
+      if len(out) >= max_docs:
+        break
+  return out
+
+
+def fertility(tokenizers_: list[str], docs: list[dict]) -> dict:
+  """{tokenizer path: its `measure` on `docs`} for any tokenizers JSON (an open model's too)."""
+  out = {}
+  for path in tokenizers_:
+    m = measure(Tokenizer.from_file(path), docs)
+    out[path] = {k: v for k, v in m.items() if k != "round_trip_failures"}
+    out[path]["vocab_size"] = Tokenizer.from_file(path).get_vocab_size()
+  return out
 
 
 def _fingerprint(input: Path, settings: dict) -> str:
@@ -169,12 +197,30 @@ def _flags(p: argparse.ArgumentParser, cfg) -> None:
   p.add_argument("--workers", dest="threads", type=int, default=None,
                  help=f"training threads (default {t.threads}: all cores)")
   p.add_argument("--force", action="store_true", help="retrain even if the report is up to date")
+  p.add_argument("--measure", action="append", default=None, metavar="TOKENIZER_JSON",
+                 help="measure this tokenizer on the held-out documents instead of training "
+                 "(repeatable); writes OUTPUT/fertility.json")
 
 
 def main(argv: list[str] | None = None) -> int:
   args, cfg = shards.parse_cli(argv, "train-tokenizer", __doc__, "tokenizer", _flags,
                                common=("input", "output", "max_line_bytes"))
   t = cfg.tokenizer
+  if args.measure:
+    missing = [m for m in args.measure if not os.path.exists(m)]
+    if missing:
+      print(f"train-tokenizer: --measure {missing[0]} not found", file=sys.stderr)
+      return 2
+    docs = heldout_docs(args.input, t.heldout_fraction, t.max_heldout_docs,
+                        cfg.runner.max_line_bytes)
+    result = {"input": args.input, "heldout_docs": len(docs),
+              "tokenizers": fertility(args.measure, docs)}
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    shards.write_json(Path(args.output) / "fertility.json", result)
+    for path, m in result["tokenizers"].items():
+      print(f"{path}: vocab {m['vocab_size']}, {m['bytes_per_token']:.3f} bytes/token, "
+            f"{m['tokens_per_word']:.3f} tokens/word on {m['docs']} held-out docs")
+    return 0
   if t.threads > 0:   # the Rust trainer's thread pool reads it when it starts
     os.environ["RAYON_NUM_THREADS"] = str(t.threads)
   r = train(args.input, args.output, vocab_size=t.vocab_size, min_frequency=t.min_frequency,

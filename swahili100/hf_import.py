@@ -123,6 +123,7 @@ def params_from_hf(shards: Shards, model_cfg, config_path: str):
 
 def resolve_source(spec: str, revision: str | None, cache_dir: str | None) -> tuple[str, dict]:
   """(local folder, provenance) of a folder path or a Hub repo id."""
+  spec = os.path.expanduser(spec)
   if os.path.isdir(spec):
     return os.path.abspath(spec), {"source": os.path.abspath(spec)}
   if os.path.exists(spec) or spec.count("/") != 1 or spec.startswith((".", "/", "~")):

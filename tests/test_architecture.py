@@ -22,6 +22,7 @@ LAYERS = [
     ["engine"],
     # 6 phases: one command each, and the helpers only they use
     ["train", "evaluate", "generate", "align", "align.main", "inference", "aot", "preflight",
+     "hf_import",
      "report", "sweep", "demo", "evals.harness", "evals.lm_eval_tasks.utils", "export",
      "export.main", "export.hf", "export.onnx_export", "export.gguf_export", "export.check_gguf",
      "export.quantize", "export.model_card", "export.hub"],

@@ -346,6 +346,15 @@ def test_continued_run_starts_from_the_import(tiny_records, imported, tmp_path):
   total, sums = lm.lm_loss(params, graphdef, None, {k: jnp.asarray(v) for k, v in batch.items()})
   # (a fresh initialisation from train.seed would give another number: the weights differ)
   assert losses[0] == pytest.approx(float(total / sums["weight"]), rel=1e-5)
+  # resuming the continued run from its own step 2 is bit exact (init.from is not read again)
+  import shutil
+  resumed = str(tmp_path / "resumed")
+  shutil.copytree(workdir, resumed)
+  shutil.rmtree(os.path.join(resumed, "checkpoints", "4"))
+  os.remove(os.path.join(resumed, "logs", "training.jsonl"))
+  assert train_lib.run(config, resumed, resume=os.path.join(resumed, "checkpoints", "2")) == 0
+  again = [json.loads(l) for l in open(os.path.join(resumed, "logs", "training.jsonl"))]
+  assert [r["loss"] for r in again if "loss" in r] == losses[2:]
 
 
 def test_model_flags_that_contradict_init_from_are_refused(tiny_records, imported, tmp_path,

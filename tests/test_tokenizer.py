@@ -71,6 +71,26 @@ def test_report_numbers(trained):
   assert stats["docs"]["in"] == stats["docs"]["out"] + sum(stats["docs"]["dropped"].values())
 
 
+def test_measure_any_tokenizer_on_the_heldout_documents(trained, tmp_path):
+  """--measure: the trained BPE gets its report's own figures; a byte-level BPE without merges
+  (one token per byte) gets exactly 1 byte per token."""
+  root, docs, path = trained
+  bytes_only = tokenizers.Tokenizer(tokenizers.models.BPE(vocab={
+      c: i for i, c in enumerate(tokenizers.pre_tokenizers.ByteLevel.alphabet())}, merges=[]))
+  bytes_only.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+  bytes_only.decoder = tokenizers.decoders.ByteLevel()
+  bytes_only.save(str(tmp_path / "bytes.json"))
+  out = tmp_path / "fertility"
+  assert tt.main(["--input", str(root / "filtered"), "--output", str(out), "--heldout-fraction",
+                  "0.2", "--measure", path, "--measure", str(tmp_path / "bytes.json")]) == 0
+  got = json.loads((out / "fertility.json").read_text())["tokenizers"]
+  report = json.loads((root / "tokenizer" / tt.REPORT_FILE).read_text())["heldout"]
+  for key in ("tokens", "bytes", "words", "bytes_per_token", "tokens_per_word"):
+    assert got[path][key] == report[key], key
+  assert got[str(tmp_path / "bytes.json")]["bytes_per_token"] == 1.0
+  assert got[str(tmp_path / "bytes.json")]["tokens"] == report["bytes"]
+
+
 def test_report_lists_round_trip_failures(trained):
   _, _, path = trained
   tok = tokenizers.Tokenizer.from_file(path)
