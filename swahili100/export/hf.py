@@ -13,6 +13,7 @@ zero_init_out changes only the initialisation, so it exports as is.
 """
 
 import os
+import shutil
 
 import numpy as np
 import tokenizers
@@ -131,6 +132,10 @@ def save_tokenizer(tokenizer_path: str, out_dir: str, model_max_length: int = 20
                                  special_tokens.ASSISTANT, special_tokens.END_OF_TURN],
       chat_template=CHAT_TEMPLATE, clean_up_tokenization_spaces=False)
   hf_tok.save_pretrained(out_dir)
+  # The run's own tokenizer.json, byte for byte (transformers adds a post-processor that changes
+  # nothing): an import of this folder then matches the records' tokenizer hash, and tokenizes
+  # as the run did.
+  shutil.copyfile(tokenizer_path, os.path.join(out_dir, "tokenizer.json"))
   return hf_tok
 
 
