@@ -113,12 +113,12 @@ def measure(args):
   import torch  # noqa: PLC0415
   from safetensors.numpy import load_file  # noqa: PLC0415
   from transformers import AutoModelForCausalLM  # noqa: PLC0415
-  from swahili100 import checkpoint, lm  # noqa: PLC0415
+  from swahili100 import checkpoint, config_lib, lm  # noqa: PLC0415
   from swahili100.evals import bpb  # noqa: PLC0415
   from swahili100.export import gguf_export, hf, onnx_export, quantize  # noqa: PLC0415
   torch.set_num_threads(2)
   config, model = checkpoint.load_model(args.checkpoint)
-  workdir, step = checkpoint.split_path(args.checkpoint)
+  workdir, step = config_lib.split_path(args.checkpoint)
   tok = tokenizers.Tokenizer.from_file(config.data.tokenizer)
   out = args.out
   fig = {"checkpoint": args.checkpoint, "model": config.model.to_dict()}

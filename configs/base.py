@@ -20,6 +20,11 @@ def get_config() -> ml_collections.ConfigDict:
   m.head_dim = 32              # per-head width H; d_model // num_heads is the usual choice
   m.mlp_dim = 384              # SwiGLU hidden F
   m.rope_theta = 10000.0       # RoPE base, Hugging Face Llama layout (rotate halves)
+  m.rope_type = "default"      # default | llama3 (Llama 3.1+ frequency scaling: the four below)
+  m.rope_factor = 8.0          # llama3: long wavelengths divided by this
+  m.rope_low_freq_factor = 1.0   # llama3: wavelengths above original_max_len / this are scaled
+  m.rope_high_freq_factor = 4.0  # llama3: below original_max_len / this kept; between: blended
+  m.rope_original_max_len = 8192  # llama3: the context length the base model was trained at
   m.norm_eps = 1e-5            # RMSNorm epsilon
   m.tie_embeddings = True      # share the input embedding with the output head
   m.init_std = 0.02            # normal init std for weights

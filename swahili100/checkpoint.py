@@ -29,7 +29,6 @@ from swahili100 import config_lib, distributed, fs, lm
 from swahili100 import model as model_lib
 from swahili100 import sharding
 
-CHECKPOINTS = "checkpoints"
 UNREADABLE = ".unreadable"
 
 
@@ -74,7 +73,7 @@ class DataStateRestore(ocp.args.CheckpointArgs):
 # ----------------------------------------------------------------------------- manager
 
 def checkpoints_dir(workdir: str) -> str:
-  return fs.join(fs.absolute(workdir), CHECKPOINTS)
+  return fs.join(fs.absolute(workdir), config_lib.CHECKPOINTS)
 
 
 def _quiet_manager(directory: str, options) -> ocp.CheckpointManager:
@@ -189,16 +188,7 @@ def resolve_resume(workdir: str, resume: str | None, mngr) -> int | None:
 
 
 # ----------------------------------------------------------------------------- run folders
-
-def split_path(path: str) -> tuple[str, int | None]:
-  """`<workdir>` or `<workdir>/checkpoints[/<step>]` -> (workdir, step or None for latest)."""
-  p = fs.Path(fs.absolute(str(path).rstrip("/")))
-  if p.name.isdigit() and p.parent.name == CHECKPOINTS:
-    return str(p.parent.parent), int(p.name)
-  if p.name == CHECKPOINTS:
-    return str(p.parent), None
-  return str(p), None
-
+# (paths: config_lib.split_path, which config_lib needs for init.from)
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = fs.join(workdir, "config.json")
@@ -220,11 +210,11 @@ def latest_step(workdir: str) -> int | None:
 
 def load_params(path: str, abstract_params):
   """The parameters of `<workdir>[/checkpoints/<step>]` into `abstract_params`' shardings."""
-  workdir, step = split_path(path)
+  workdir, step = config_lib.split_path(path)
   directory = checkpoints_dir(workdir)
   if fs.exists(fs.join(workdir, "config.json")) and not fs.exists(directory):
-    raise CheckpointError(f"{workdir} has a config.json but no {CHECKPOINTS}/ folder: not a "
-                          "training run (a `swahili100 quantize` output loads through "
+    raise CheckpointError(f"{workdir} has a config.json but no {config_lib.CHECKPOINTS}/ "
+                          "folder: not a training run (a `swahili100 quantize` output loads through "
                           "swahili100.inference.load); give a run folder or one of its steps")
   mngr = _quiet_manager(directory, ocp.CheckpointManagerOptions(read_only=True))
   try:
@@ -241,7 +231,7 @@ def load_params(path: str, abstract_params):
 def load_model(path: str, mesh: jax.sharding.Mesh | None = None):
   """(config, model) with the parameters of a checkpoint, no optimizer: on `mesh` (sharded by
   the training rules) or on the default device."""
-  workdir, _ = split_path(path)
+  workdir, _ = config_lib.split_path(path)
   config = load_config(workdir)
   platform = mesh.devices.flat[0].platform if mesh is not None else None
   model_cfg = model_lib.resolve(config.model, platform, strict=False)  # trained elsewhere: ok

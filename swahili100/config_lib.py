@@ -140,12 +140,17 @@ def init_from(config) -> str:
   return (get(init, "from") or "") if init is not None else ""
 
 
-def run_folder(path: str) -> str:
-  """`<workdir>` of `<workdir>`, `<workdir>/checkpoints` or `<workdir>/checkpoints/<step>`."""
+CHECKPOINTS = "checkpoints"   # a run folder's checkpoint steps: <workdir>/checkpoints/<step>
+
+
+def split_path(path: str) -> tuple[str, int | None]:
+  """`<workdir>` or `<workdir>/checkpoints[/<step>]` -> (workdir, step or None for latest)."""
   p = fs.Path(fs.absolute(str(path).rstrip("/")))
-  if p.name.isdigit() and p.parent.name == "checkpoints":
-    return str(p.parent.parent)
-  return str(p.parent) if p.name == "checkpoints" else str(p)
+  if p.name.isdigit() and p.parent.name == CHECKPOINTS:
+    return str(p.parent.parent), int(p.name)
+  if p.name == CHECKPOINTS:
+    return str(p.parent), None
+  return str(p), None
 
 
 def adopt_init_model(config, given: set[str]) -> None:
@@ -154,7 +159,7 @@ def adopt_init_model(config, given: set[str]) -> None:
   source = init_from(config)
   if not source:
     return
-  path = fs.join(run_folder(source), "config.json")
+  path = fs.join(split_path(source)[0], "config.json")
   if not fs.exists(path):
     raise ConfigError(f"--config.init.from={source}: {path} not found; give a run folder made "
                       "by `swahili100 train` or `swahili100 import`, or one of its "

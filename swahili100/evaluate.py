@@ -68,7 +68,7 @@ def check_data(names, specs, harness_mode):
 
 
 def _step(path: str):
-  workdir, step = checkpoint.split_path(path)
+  workdir, step = config_lib.split_path(path)
   if step is None and not quantize.is_quantized(path):
     step = checkpoint.latest_step(workdir)
   return step
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
   report = {"checkpoint": args.checkpoint, "step": _step(args.checkpoint), "tasks": figures}
   if jax.process_index() != 0:  # every process scored the same items; one writes them
     return 0
-  out = args.output or fs.join(checkpoint.split_path(args.checkpoint)[0], "eval.json")
+  out = args.output or fs.join(config_lib.split_path(args.checkpoint)[0], "eval.json")
   items = write(out, report, rows)
   for name, m in figures.items():
     print(summary(name, m))

@@ -36,7 +36,7 @@ from swahili100.export import hf, hub
 
 INDEX = "model.safetensors.index.json"
 IGNORED = ("rotary_emb.inv_freq",)   # buffers older exports saved; recomputed from the config
-DTYPES = ("F32", "BF16", "F16")      # all convert to float32 exactly
+SOURCE_DTYPES = ("F32", "BF16", "F16")   # all convert to float32 exactly
 BASE_CONFIG = os.path.join(os.path.dirname(configs.__file__), "base.py")
 
 
@@ -84,16 +84,16 @@ class Shards:
                                  "weights do not match config.json (or a shard is missing)")
     handle = self.files[path]
     dtype = handle.get_slice(name).get_dtype()
-    if dtype not in DTYPES:
+    if dtype not in SOURCE_DTYPES:
       raise hf.HFCheckpointError(f"{path}: tensor {name!r} has dtype {dtype}, not one of "
-                                 f"{DTYPES}; dequantize the checkpoint first")
+                                 f"{SOURCE_DTYPES}; dequantize the checkpoint first")
     try:
       value = handle.get_tensor(name)
     except Exception as e:  # noqa: BLE001
       raise hf.HFCheckpointError(f"{path}: tensor {name!r} cannot be read ({e}); the file is "
                                  "truncated or corrupt: download it again") from None
     self.unused.discard(name)
-    return value.astype(np.float32)
+    return np.asarray(value, np.float32)   # no copy for float32 files
 
 
 def params_from_hf(shards: Shards, model_cfg, config_path: str):

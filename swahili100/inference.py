@@ -8,12 +8,12 @@ Evaluation, generation and export call this; the checkpoint module knows nothing
 quantization, whose loader lives with the quantizer and is imported only for such a folder.
 """
 
-from swahili100 import checkpoint
+from swahili100 import checkpoint, config_lib
 from swahili100.export import quantize
 
 
 def load(path: str, mesh=None):
   """(config, model) of `path`; a quantized folder loads as its quantized model."""
   if quantize.is_quantized(path):
-    return quantize.load_quantized(checkpoint.split_path(path)[0])
+    return quantize.load_quantized(config_lib.split_path(path)[0])
   return checkpoint.load_model(path, mesh)

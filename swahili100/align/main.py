@@ -36,7 +36,7 @@ RECIPE = {"train.num_steps": ("--steps", 40), "optim.lr": ("--lr", 1e-4),
 def config_for(args, overrides: list[str]):
   """The base run's config with the alignment recipe, the short flags and `overrides` on top
   (a field set both by its flag and by --config.* is refused)."""
-  config = checkpoint.load_config(checkpoint.split_path(args.checkpoint)[0])
+  config = checkpoint.load_config(config_lib.split_path(args.checkpoint)[0])
   with config.unlocked():
     for stale in ("runtime", "align", "import"):  # the base run's, not this run's
       if stale in config:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from swahili100 import checkpoint, fs, inference
+from swahili100 import checkpoint, config_lib, fs, inference
 from swahili100.export import gguf_export, hf, hub, onnx_export
 
 FORMATS = ("hf", "torch", "onnx", "gguf")
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--gguf-type", choices=("f32", "f16", "q8_0", "q4_0"), default="f16")
   args = parser.parse_args(argv)
 
-  workdir, step = checkpoint.split_path(args.checkpoint)
+  workdir, step = config_lib.split_path(args.checkpoint)
   try:
     config, model = inference.load(args.checkpoint)
   except checkpoint.CheckpointError as e:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
           "runs it, or train with the switch off.", file=sys.stderr)
     return 2
   if "quant" in config and config.quant.get("source"):  # card figures from the source run
-    workdir, step = checkpoint.split_path(config.quant.source)
+    workdir, step = config_lib.split_path(config.quant.source)
   if step is None:
     step = checkpoint.latest_step(workdir)
   tok_path = args.tokenizer or config.data.tokenizer

@@ -267,7 +267,7 @@ def save_quantized(model, config, out_dir: str, quant: dict) -> None:
 
 def is_quantized(path: str) -> bool:
   """True for a folder this module wrote (its config.json has a `quant` section)."""
-  workdir, _ = checkpoint.split_path(path)
+  workdir, _ = config_lib.split_path(path)
   return fs.exists(fs.join(workdir, "config.json")) and "quant" in checkpoint.load_config(workdir)
 
 
