@@ -12,7 +12,8 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
   c.model = m = ml_collections.ConfigDict()
-  m.vocab_size = 2048          # must equal the records' manifest vocab_size
+  m.vocab_size = 2048          # must equal the records' manifest vocab_size (an imported or
+  #                              extended model's may be larger: padding no token uses)
   m.d_model = 128              # residual width D
   m.num_layers = 2             # decoder blocks L
   m.num_heads = 4              # query heads N

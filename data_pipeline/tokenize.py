@@ -6,7 +6,8 @@
 Two steps, both restartable:
 1. encode (`shards.run_units` over input shards, `--workers N` processes started with "spawn",
    `tokenize.start_method`): each input shard's documents are encoded with
-   `Tokenizer.encode_batch_fast` in batches of `--batch-docs`, the end-of-text id appended, and
+   `Tokenizer.encode_batch_fast` in batches of `--batch-docs`, the end-of-text id appended (the
+   project's `<|endoftext|>`, or an imported open model's own: `special_tokens.of`), and
    streamed to `parts/<shard>.ids` (uint32) and `.meta` (length, split, text bytes, source,
    dedup cluster size per document), then a marker `parts/<shard>.done` with the shard's stats
    and source names. Shards with a marker are skipped on rerun.
@@ -85,7 +86,7 @@ def encode_shard(args) -> dict:
   ids_path, meta_path, _ = _part_paths(output, name)
   ids_path.parent.mkdir(parents=True, exist_ok=True)
   tmps = [p.with_name(p.name + ".tmp") for p in (ids_path, meta_path)]
-  eos = np.array([special_tokens.EOS_ID], "<u4")
+  eos = np.array([special_tokens.of(tok, tokenizer).eos], "<u4")
   sources: dict[str, int] = {}
 
   with open(tmps[0], "wb") as fi, open(tmps[1], "wb") as fm, \
@@ -173,7 +174,8 @@ def _write_shard(staged: Path, path: Path, dtype: str) -> None:
 
 def write_records(output: Path, names: list[str], part_sources: dict[str, list[str]],
                   tokenizer: str, tokenizer_sha256: str, vocab_size: int, num_shards: int,
-                  num_val_shards: int) -> dict:
+                  num_val_shards: int, specials: special_tokens.Specials = special_tokens.OWN
+                  ) -> dict:
   """Step 2: parts -> ArrayRecord shards, per-record source index and cluster sizes, manifest,
   in input order. Returns per-split counts."""
   dtype = records.dtype_for_vocab(vocab_size)
@@ -234,8 +236,8 @@ def write_records(output: Path, names: list[str], part_sources: dict[str, list[s
         source_index=src_file, cluster_size=cluster_file)
   records.write_manifest(str(output), records.Manifest(
       dtype=dtype, tokenizer_file=str(tokenizer), tokenizer_sha256=tokenizer_sha256,
-      vocab_size=vocab_size, special_tokens=dict(special_tokens.IDS),
-      eos_id=special_tokens.EOS_ID, pad_id=special_tokens.PAD_ID, splits=splits,
+      vocab_size=vocab_size, special_tokens=specials.names, eos_id=specials.eos,
+      pad_id=specials.pad, splits=splits,
       sources=source_names))
   return counts
 
@@ -247,10 +249,7 @@ def tokenize(input: str, tokenizer: str, output: str, *, validation_fraction: fl
   """Both steps; returns the stats written to `<output>/stats.json`."""
   root, out = Path(input), Path(output)
   tok = _load_tokenizer(tokenizer)
-  got = [tok.id_to_token(i) for i in range(len(special_tokens.ALL))]
-  if got != list(special_tokens.ALL):
-    raise ValueError(f"{tokenizer}: ids 0..{len(got) - 1} are {got}, expected the special tokens "
-                     f"{list(special_tokens.ALL)}; train it with `swahili100 train-tokenizer`")
+  specials = special_tokens.of(tok, tokenizer)   # an open model's tokenizer has its own
   vocab_size = tok.get_vocab_size()
   del tok
   settings = {"tokenizer_sha256": records.sha256_file(str(tokenizer)),
@@ -273,7 +272,8 @@ def tokenize(input: str, tokenizer: str, output: str, *, validation_fraction: fl
   encoded_tokens = sum(d["notes"].get("tokens", 0) for n, d in results.items()
                        if n not in ran.skipped)
   counts = write_records(out, names, {n: d["sources"] for n, d in results.items()}, tokenizer,
-                         settings["tokenizer_sha256"], vocab_size, num_shards, num_val_shards)
+                         settings["tokenizer_sha256"], vocab_size, num_shards, num_val_shards,
+                         specials)
   total = shards.total_stats(root, results)
   # stats.json holds no timings or rerun counts (identical bytes after SIGKILL + rerun); run.json does
   st = {"phase": "tokenize", "input": str(root), "shards": len(names), **total.to_dict(),
@@ -304,10 +304,15 @@ def _flags(p: argparse.ArgumentParser, cfg) -> None:
 def main(argv: list[str] | None = None) -> int:
   args, cfg = shards.parse_cli(argv, "tokenize", __doc__, "tokenize", _flags)
   z, r = cfg.tokenize, cfg.runner
-  st = tokenize(args.input, args.tokenizer, args.output, validation_fraction=z.validation_fraction,
-                num_shards=z.num_shards, num_val_shards=z.num_validation_shards,
-                workers=r.workers, batch_docs=z.batch_docs, max_line_bytes=r.max_line_bytes,
-                start_method=z.start_method)
+  try:
+    st = tokenize(args.input, args.tokenizer, args.output,
+                  validation_fraction=z.validation_fraction, num_shards=z.num_shards,
+                  num_val_shards=z.num_validation_shards, workers=r.workers,
+                  batch_docs=z.batch_docs, max_line_bytes=r.max_line_bytes,
+                  start_method=z.start_method)
+  except ValueError as e:   # a tokenizer without an end-of-text token, a reused --output
+    print(f"tokenize: error: {e}", file=sys.stderr)
+    return 2
   s, d, r = st["splits"], st["docs"], st["run"]
   print(f"tokenize: {d['in']} docs in -> train {s['train']['documents']} docs / "
         f"{s['train']['tokens']} tokens, validation {s['validation']['documents']} docs / "

@@ -8,6 +8,13 @@ is measured in docs/RESEARCH.md but GGUF export maps only gpt2); the named speci
 `<|endoftext|>` is id 0. Documents whose id hash falls under `--heldout-fraction` (the same hash
 `tokenize` uses for its validation split) are held out of training and measured.
 
+  swahili100 train-tokenizer --input data/filtered --output tokenizer/smollm2-sw \
+      --extend runs/smollm2/tokenizer.json --add 8000     # extend an open model's vocabulary
+
+`--extend` appends up to `--add` Swahili tokens to a byte-level BPE, keeping every base id
+(data_pipeline/extend_vocab.py; `swahili100 import --extend-vocab` calls it and initialises the
+new embeddings).
+
   swahili100 train-tokenizer --input data/filtered --output fertility \
       --measure tokenizer/swahili_bpe.json --measure runs/smollm2/tokenizer.json   # no training
 
@@ -34,7 +41,7 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from tqdm import tqdm
 
-from data_pipeline import shards
+from data_pipeline import extend_vocab, shards
 from swahili100 import records, special_tokens
 
 TOKENIZER_FILE = "swahili_bpe.json"
@@ -122,11 +129,19 @@ def _fingerprint(input: Path, settings: dict) -> str:
 
 def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldout_fraction: float,
           max_heldout_docs: int, pretokenizer: str = "gpt2", max_line_bytes: int =
-          shards.DEFAULT_MAX_LINE_BYTES, force: bool = False) -> dict:
-  """Trains, saves and measures; returns the report."""
+          shards.DEFAULT_MAX_LINE_BYTES, force: bool = False, extend: str | None = None,
+          add: int = 0) -> dict:
+  """Trains, saves and measures; returns the report. With `extend` (a base tokenizer JSON), the
+  BPE learns on the base's pieces and up to `add` of its tokens are appended to the base
+  (data_pipeline/extend_vocab.py); `vocab_size` is then the trainer's, not the output's."""
   input_path, out = Path(input), Path(output)
   settings = {"vocab_size": vocab_size, "min_frequency": min_frequency, "pretokenizer": pretokenizer,
               "heldout_fraction": heldout_fraction, "max_heldout_docs": max_heldout_docs}
+  base = None
+  if extend:
+    base = json.loads(Path(extend).read_text(encoding="utf-8"))
+    extend_vocab.check_base(base, extend)
+    settings.update(extend=str(extend), extend_sha256=records.sha256_file(str(extend)), add=add)
   fingerprint = _fingerprint(input_path, settings)
   report_path = out / REPORT_FILE
   if not force and report_path.exists() and (out / TOKENIZER_FILE).exists():
@@ -136,6 +151,11 @@ def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldo
             "skipped. Pass --force to retrain.", file=sys.stderr)
       return old
   tok, trainer = build(vocab_size, min_frequency, pretokenizer)
+  if base is not None:   # learn on the pieces the base's normalizer and pre-tokenizer make
+    base_tok = Tokenizer.from_str(json.dumps(base))
+    tok.pre_tokenizer = base_tok.pre_tokenizer
+    if base_tok.normalizer is not None:
+      tok.normalizer = base_tok.normalizer
   stats = shards.Stats()
   heldout: list[dict] = []
   counts = {"train_docs": 0, "train_bytes": 0, "heldout_docs": 0, "empty": 0}
@@ -168,19 +188,30 @@ def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldo
   if counts["train_docs"] == 0:
     raise ValueError(f"no training documents under {input_path}: every document was empty or "
                      f"held out (--heldout-fraction {heldout_fraction})")
-  got = [tok.id_to_token(i) for i in range(len(special_tokens.ALL))]
-  if got != list(special_tokens.ALL):   # the contract alignment/export rely on
-    raise RuntimeError(f"special tokens came out as {got}, expected {list(special_tokens.ALL)}")
+  extension = {}
+  if base is not None:
+    learned = json.loads(tok.to_str())["model"]["merges"]
+    ext, extension = extend_vocab.extend(base, learned, add)
+    extension["trainer_vocab_size"] = vocab_size
+    tok = Tokenizer.from_str(json.dumps(ext))
+    extension["base_heldout"] = measure(Tokenizer.from_file(str(extend)), heldout)
+    specials = {t["content"]: t["id"] for t in base.get("added_tokens", []) if t.get("special")}
+  else:
+    got = [tok.id_to_token(i) for i in range(len(special_tokens.ALL))]
+    if got != list(special_tokens.ALL):   # the contract alignment/export rely on
+      raise RuntimeError(f"special tokens came out as {got}, expected {list(special_tokens.ALL)}")
+    specials = dict(special_tokens.IDS)
   out.mkdir(parents=True, exist_ok=True)
   tmp = out / (TOKENIZER_FILE + ".tmp")
   tok.save(str(tmp))
   os.replace(tmp, out / TOKENIZER_FILE)
   report = {
       "tokenizer": str(out / TOKENIZER_FILE), "sha256": records.sha256_file(str(out / TOKENIZER_FILE)),
-      "vocab_size": tok.get_vocab_size(), "special_tokens": dict(special_tokens.IDS),
-      **settings, **counts, "train_seconds": round(secs, 3),
+      **settings, "vocab_size": tok.get_vocab_size(), "special_tokens": specials, **counts,
+      "train_seconds": round(secs, 3),
       "train_mb_per_s": round(counts["train_bytes"] / 1e6 / max(secs, 1e-9), 3),
-      "heldout": measure(tok, heldout), "fingerprint": fingerprint}
+      "heldout": measure(tok, heldout), "fingerprint": fingerprint,
+      **({"extension": extension} if extension else {})}
   st = {"phase": "train-tokenizer", "input": str(input_path), **stats.to_dict(), **counts,
         "config": settings}
   shards.write_json(out / "stats.json", st)
@@ -197,6 +228,10 @@ def _flags(p: argparse.ArgumentParser, cfg) -> None:
   p.add_argument("--workers", dest="threads", type=int, default=None,
                  help=f"training threads (default {t.threads}: all cores)")
   p.add_argument("--force", action="store_true", help="retrain even if the report is up to date")
+  p.add_argument("--extend", default=None, metavar="BASE_TOKENIZER_JSON",
+                 help="append up to --add learned Swahili tokens to this byte-level BPE (an open "
+                 "model's tokenizer.json); base ids are kept")
+  p.add_argument("--add", type=int, default=None, help="tokens to add with --extend")
   p.add_argument("--measure", action="append", default=None, metavar="TOKENIZER_JSON",
                  help="measure this tokenizer on the held-out documents instead of training "
                  "(repeatable); writes OUTPUT/fertility.json")
@@ -223,10 +258,39 @@ def main(argv: list[str] | None = None) -> int:
     return 0
   if t.threads > 0:   # the Rust trainer's thread pool reads it when it starts
     os.environ["RAYON_NUM_THREADS"] = str(t.threads)
-  r = train(args.input, args.output, vocab_size=t.vocab_size, min_frequency=t.min_frequency,
-            heldout_fraction=t.heldout_fraction, max_heldout_docs=t.max_heldout_docs,
-            pretokenizer=t.pretokenizer, max_line_bytes=cfg.runner.max_line_bytes,
-            force=args.force)
+  vocab_size = t.vocab_size
+  if args.extend:
+    if not args.add or args.add < 1:
+      print("train-tokenizer: --extend needs --add N (N > 0 tokens to add)", file=sys.stderr)
+      return 2
+    if not os.path.exists(args.extend):
+      print(f"train-tokenizer: --extend {args.extend} not found", file=sys.stderr)
+      return 2
+    # Part of what the trainer learns is already in the base: learn 3x what is asked and at least
+    # the base's size plus twice it (a Swahili base shares most of its early merges).
+    try:
+      base = json.loads(Path(args.extend).read_text(encoding="utf-8"))
+      extend_vocab.check_base(base, args.extend)
+    except (ValueError, extend_vocab.ExtendError) as e:   # JSONDecodeError is a ValueError
+      print(f"train-tokenizer: error: --extend {args.extend}: {e}", file=sys.stderr)
+      return 2
+    base_size = Tokenizer.from_str(json.dumps(base)).get_vocab_size()
+    vocab_size = args.vocab_size or max(len(special_tokens.ALL) + 256 + 3 * args.add,
+                                        base_size + 2 * args.add)
+  try:
+    r = train(args.input, args.output, vocab_size=vocab_size, min_frequency=t.min_frequency,
+              heldout_fraction=t.heldout_fraction, max_heldout_docs=t.max_heldout_docs,
+              pretokenizer=t.pretokenizer, max_line_bytes=cfg.runner.max_line_bytes,
+              force=args.force, extend=args.extend, add=args.add or 0)
+  except extend_vocab.ExtendError as e:
+    print(f"train-tokenizer: error: {e}", file=sys.stderr)
+    return 2
+  if "extension" in r:
+    e, b = r["extension"], r["extension"]["base_heldout"]
+    print(f"train-tokenizer: added {e['added']} of {e['requested']} tokens to {args.extend} "
+          f"(ids {e['first_new_id']}..{e['first_new_id'] + e['added'] - 1}); held out: "
+          f"{b['bytes_per_token']:.2f} -> {r['heldout']['bytes_per_token']:.2f} bytes/token",
+          file=sys.stderr)
   h = r["heldout"]
   print(f"train-tokenizer: vocab {r['vocab_size']} from {r['train_docs']} docs in "
         f"{r['train_seconds']:.1f}s ({r['train_mb_per_s']:.2f} MB/s); held out {h['docs']} docs: "

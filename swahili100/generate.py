@@ -188,9 +188,9 @@ def generate_ids(model, prompt_ids, max_new_tokens: int, temperature: float = 0.
                         repetition_penalty, seed, eos_id)[0]
 
 
-def strip_stop(ids: list[int]) -> list[int]:
+def strip_stop(ids: list[int], stop: tuple[int, ...] = special_tokens.STOP_IDS) -> list[int]:
   """`ids` without a final stop id."""
-  return ids[:-1] if ids and ids[-1] in special_tokens.STOP_IDS else ids
+  return ids[:-1] if ids and ids[-1] in stop else ids
 
 
 def cut_at_stop(text: str, stop_strings) -> str:
@@ -243,6 +243,16 @@ def main(argv: list[str] | None = None) -> int:
   except config_lib.ConfigError as e:
     print(f"generate: {e} (override with --tokenizer)", file=sys.stderr)
     return 2
+  try:
+    specials = special_tokens.of(tokenizer, args.tokenizer or config.data.tokenizer)
+  except ValueError as e:
+    print(f"generate: {e}", file=sys.stderr)
+    return 2
+  if args.chat and not specials.own:
+    print("generate: --chat needs the project's chat tokens (<|user|>, <|assistant|>, ...); this "
+          "run's tokenizer is an imported model's: align it first (`swahili100 align`) or drop "
+          "--chat", file=sys.stderr)
+    return 2
   if args.chat:
     texts = [chat.render([{"role": "user", "content": p}], add_generation_prompt=True)
              for p in prompts]
@@ -256,9 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   with jax.set_mesh(mesh):
     new = generate_batch(model, prompts_ids, args.max_new_tokens, args.temperature, args.top_p,
-                         args.top_k, args.repetition_penalty, args.seed)
-  outputs = [tokenizer.decode(strip_stop(n)) if args.chat else tokenizer.decode(p + strip_stop(n))
-             for p, n in zip(prompts_ids, new)]
+                         args.top_k, args.repetition_penalty, args.seed, specials.stop)
+  outputs = [tokenizer.decode(strip_stop(n, specials.stop)) if args.chat
+             else tokenizer.decode(p + strip_stop(n, specials.stop)) for p, n in zip(prompts_ids, new)]
   print("\n---\n".join(outputs))
   return 0
 

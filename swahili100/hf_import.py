@@ -2,6 +2,8 @@
 
     swahili100 import --hf HuggingFaceTB/SmolLM2-135M --output runs/smollm2     # a Hub repo id
     swahili100 import --hf ~/models/Qwen3-0.6B --output runs/qwen3 [--config configs/small.py]
+    swahili100 import --hf HuggingFaceTB/SmolLM2-135M --output runs/smollm2-sw \
+        --extend-vocab 8000 --input data/filtered       # with Swahili tokens added
     swahili100 train --config configs/continue.py --workdir runs/sw-smollm2 \
         --config.init.from=runs/smollm2 --config.data.records_dir=...     # continue on Swahili
 
@@ -14,6 +16,12 @@ exactly (another architecture, biases, sliding windows, another RoPE scaling) is
 field name with exit code 2, as are missing or truncated files and shapes that contradict
 config.json; the output appears only once the import is complete (written beside it, renamed).
 The name map and config mapping live with the export (export/hf.py): one module, both ways.
+
+`--extend-vocab N --input DIR` appends up to N Swahili tokens to the model's tokenizer (the
+pipeline's `train-tokenizer --extend`, run as its own process) and gives each new embedding (and
+head row, if untied) the mean of the rows of the base pieces it replaces; the vocabulary is
+padded to a multiple of 128 with zero rows. Old ids keep their ids and rows. The run keeps the
+open model's own special tokens (`special_tokens.of`): records end documents with its end-of-text.
 """
 
 import argparse
@@ -21,7 +29,9 @@ import glob
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax.numpy as jnp
@@ -38,6 +48,7 @@ INDEX = "model.safetensors.index.json"
 IGNORED = ("rotary_emb.inv_freq",)   # buffers older exports saved; recomputed from the config
 SOURCE_DTYPES = ("F32", "BF16", "F16")   # all convert to float32 exactly
 BASE_CONFIG = os.path.join(os.path.dirname(configs.__file__), "base.py")
+VOCAB_MULTIPLE = 128   # an extended vocabulary is padded to it (TPU/GPU-friendly matmul shapes)
 
 
 class Shards:
@@ -121,6 +132,58 @@ def params_from_hf(shards: Shards, model_cfg, config_path: str):
   return nnx.from_flat_state(values)
 
 
+def new_tokens(base: tokenizers.Tokenizer, extended: tokenizers.Tokenizer,
+               where: str) -> dict[int, list[int]]:
+  """{new id: the base ids its token splits into} for every id the base lacks; refuses an
+  `extended` in which a base token moved or vanished (it would not extend this model)."""
+  base_vocab = base.get_vocab(with_added_tokens=True)
+  ext_vocab = extended.get_vocab(with_added_tokens=True)
+  moved = sorted(t for t, i in base_vocab.items() if ext_vocab.get(t) != i)
+  if moved:
+    raise hf.HFCheckpointError(
+        f"{where}: {len(moved)} token(s) of the model's tokenizer have another id or are missing "
+        f"(e.g. {moved[:3]}); it does not extend this model's vocabulary: make it with "
+        "`swahili100 train-tokenizer --extend <the model's tokenizer.json> --add N`")
+  return {i: [t.id for t in base.model.tokenize(token)]
+          for token, i in sorted(ext_vocab.items(), key=lambda kv: kv[1]) if token not in base_vocab}
+
+
+def _grow(rows_VD: np.ndarray, pieces: dict[int, list[int]], vocab: int) -> np.ndarray:
+  """Rows for the extended vocabulary: old rows kept, each new token the mean of its base
+  pieces' rows (Gee et al. 2022, fast vocabulary transfer), padding rows zero."""
+  out_VD = np.zeros((vocab, rows_VD.shape[1]), rows_VD.dtype)
+  out_VD[:rows_VD.shape[0]] = rows_VD
+  for i, ids in pieces.items():
+    out_VD[i] = rows_VD[ids].mean(axis=0)
+  return out_VD
+
+
+def extend_params(params, pieces: dict[int, list[int]], vocab_size: int):
+  """(params with the embedding and, if untied, the head grown to the new vocabulary, its size)."""
+  new_vocab = -(-max(vocab_size, max(pieces, default=-1) + 1) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+  values = []
+  for path, var in nnx.to_flat_state(params):
+    w = np.asarray(var.get_value())
+    if path == ("embed", "embedding"):
+      w = _grow(w, pieces, new_vocab)
+    elif path == ("lm_head", "kernel"):   # [D, V]
+      w = _grow(w.T, pieces, new_vocab).T
+    values.append((path, var.replace(jnp.asarray(w))))
+  return nnx.from_flat_state(values), new_vocab
+
+
+def learn_extension(base_tokenizer: str, input_dir: str, add: int, out_dir: str) -> str:
+  """Runs the pipeline's `train-tokenizer --extend` (its own process: the library does not import
+  the data pipeline) and returns the extended tokenizer's path."""
+  cmd = [sys.executable, "-m", "swahili100.cli", "train-tokenizer", "--input", input_dir,
+         "--output", out_dir, "--extend", base_tokenizer, "--add", str(add)]
+  done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if done.returncode != 0:
+    raise hf.HFCheckpointError(f"--extend-vocab: `{' '.join(cmd[2:])}` failed (exit "
+                               f"{done.returncode}): {done.stderr.strip()[-600:]}")
+  return os.path.join(out_dir, "swahili_bpe.json")
+
+
 def resolve_source(spec: str, revision: str | None, cache_dir: str | None) -> tuple[str, dict]:
   """(local folder, provenance) of a folder path or a Hub repo id."""
   spec = os.path.expanduser(spec)
@@ -145,8 +208,10 @@ def run_config(base_spec: str, fields: dict, tokenizer: str, record: dict):
 
 
 def import_hf(spec: str, output: str, base_spec: str = BASE_CONFIG, revision: str | None = None,
-              cache_dir: str | None = None) -> dict:
-  """Imports `spec` into the run folder `output`; returns what was recorded."""
+              cache_dir: str | None = None, tokenizer: str | None = None,
+              extend_vocab: tuple[int, str] | None = None) -> dict:
+  """Imports `spec` into the run folder `output`; returns what was recorded. `tokenizer` (an
+  extension of the model's) or `extend_vocab` = (N, text folder) grow the vocabulary."""
   t0 = time.perf_counter()
   if fs.exists(fs.join(output, "config.json")) or fs.exists(fs.join(output, "checkpoints")):
     raise hf.HFCheckpointError(f"--output {output} already holds a run; choose a new folder")
@@ -176,6 +241,33 @@ def import_hf(spec: str, output: str, base_spec: str = BASE_CONFIG, revision: st
   record = {**record, "architecture": hf_cfg["architectures"][0], "dtype": dtypes,
             "files": sorted(os.path.basename(p) for p in shards.files),
             "tokenizer_vocab_size": tok_vocab}
+  with tempfile.TemporaryDirectory(prefix="swahili100-vocab-") as tmp:
+    if extend_vocab is not None:
+      tokenizer = learn_extension(tok_path, extend_vocab[1], extend_vocab[0], tmp)
+    if tokenizer is not None:
+      if not os.path.exists(tokenizer):
+        raise hf.HFCheckpointError(f"--tokenizer {tokenizer} not found")
+      pieces = new_tokens(tokenizers.Tokenizer.from_file(tok_path),
+                          tokenizers.Tokenizer.from_file(tokenizer), tokenizer)
+      params, vocab_size = extend_params(params, pieces, model_cfg.vocab_size)
+      fields["vocab_size"] = vocab_size
+      record["vocab_extension"] = {
+          "tokenizer": (f"train-tokenizer --extend --add {extend_vocab[0]} --input "
+                        f"{extend_vocab[1]}" if extend_vocab else tokenizer),
+          "added": len(pieces), "vocab_size": vocab_size, "from_vocab_size": model_cfg.vocab_size,
+          "init": "mean of the base pieces' rows (fast vocabulary transfer)"}
+      if extend_vocab is not None:   # the tokenizer trainer's held-out figures, before and after
+        report = json.loads(open(os.path.join(tmp, "report.json"), encoding="utf-8").read())
+        record["vocab_extension"]["heldout_bytes_per_token"] = {
+            "base": report["extension"]["base_heldout"]["bytes_per_token"],
+            "extended": report["heldout"]["bytes_per_token"], "docs": report["heldout"]["docs"]}
+      tok_path = tokenizer
+    return _write(output, params, fields, tok_path, base_spec, record,
+                  model_lib.ModelConfig.from_any(fields), t0)
+
+
+def _write(output, params, fields, tok_path, base_spec, record, model_cfg, t0) -> dict:
+  """The run folder, written beside `output` and renamed (or uploaded) once complete."""
   # Written beside the output and renamed once complete: a failed import leaves nothing there.
   remote = fs.is_remote(output)
   final = output if remote else os.path.abspath(output)
@@ -211,9 +303,22 @@ def main(argv: list[str] | None = None) -> int:
                  "configs/base.py)")
   p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
   p.add_argument("--cache-dir", default=None, help="Hub cache (default: huggingface_hub's)")
+  p.add_argument("--extend-vocab", type=int, default=None, metavar="N",
+                 help="add up to N Swahili tokens learned on --input to the model's tokenizer; "
+                 "new rows start as the mean of their base pieces' rows")
+  p.add_argument("--input", default=None, help="text shards for --extend-vocab (e.g. "
+                 "data/filtered)")
+  p.add_argument("--tokenizer", default=None, help="an extension of the model's tokenizer made "
+                 "with `train-tokenizer --extend` (instead of --extend-vocab)")
   args = p.parse_args(argv)
+  if args.extend_vocab is not None and (args.extend_vocab < 1 or not args.input):
+    p.error("--extend-vocab N needs N > 0 and --input (the text folder to learn tokens on)")
+  if args.extend_vocab is not None and args.tokenizer:
+    p.error("give --extend-vocab or --tokenizer, not both")
+  extend = (args.extend_vocab, args.input) if args.extend_vocab else None
   try:
-    out = import_hf(args.hf, args.output, args.config, args.revision, args.cache_dir)
+    out = import_hf(args.hf, args.output, args.config, args.revision, args.cache_dir,
+                    tokenizer=args.tokenizer, extend_vocab=extend)
   except (hf.HFCheckpointError, config_lib.ConfigError, hub.HubError) as e:
     print(f"swahili100 import: error: {e}", file=sys.stderr)
     return 2

@@ -47,7 +47,11 @@ def check_manifest(config) -> records.Manifest:
         f"{manifest.tokenizer_sha256[:12]}...) but config.data.tokenizer={tok_path!r} has sha256 "
         f"{sha[:12]}...; set --config.data.tokenizer to the records' tokenizer or re-run "
         "`swahili100 tokenize` with this one.")
-  if manifest.vocab_size != config.model.vocab_size:
+  # An imported model's vocabulary may be padded (Qwen3's, an extended one's): rows above the
+  # records' ids are never a target. A model trained here has exactly the records' size.
+  imported = bool(config_lib.init_from(config)) or "import" in config
+  padded = imported and manifest.vocab_size <= config.model.vocab_size
+  if manifest.vocab_size != config.model.vocab_size and not padded:
     raise records.RecordsError(
         f"{path} has vocab_size {manifest.vocab_size} but config.model.vocab_size is "
         f"{config.model.vocab_size}; set --config.model.vocab_size={manifest.vocab_size}.")

@@ -102,10 +102,13 @@ def _rounds(workdir, step, name):
 
 @pytest.fixture(scope="module")
 def two_runs(tiny_records, tmp_path_factory):
-  """The same 8 steps as 1 process x 4 devices and as 2 processes x 2 devices."""
+  """The same 8 steps as 1 process x 4 devices and as 2 processes x 2 devices, both continuing
+  (`init.from`) a 3-step run, as a continued pretraining of an import does."""
   root = tmp_path_factory.mktemp("mp")
+  _run(root / "init", _overrides(tiny_records, **{"train.num_steps": 3,
+                                                  "train.checkpoint_every": 3}), 1, 1)
   o = _overrides(tiny_records, **{"train.num_steps": 8, "train.checkpoint_every": 4,
-                                  "train.keep_last": 5})
+                                  "train.keep_last": 5, "init.from": str(root / "init")})
   _run(root / "one", o, 1, 4)
   _run(root / "two", o, 2, 2)
   return root, o, tiny_records
@@ -115,6 +118,8 @@ def test_two_processes_train_like_one_and_each_reads_its_share(two_runs):
   root = two_runs[0]
   one, two = _losses(root / "one"), _losses(root / "two")
   assert sorted(one) == sorted(two) == list(range(1, 9))
+  assert json.loads((root / "two" / "config.json").read_text())["init"]["from"] == str(
+      root / "init")
   assert max(abs(one[s] - two[s]) for s in one) <= 1e-5
   # each process read only its rows' documents: its own rounds of B/2, and together no more
   # rounds than the one process that read every row's

@@ -21,7 +21,7 @@ import functools
 import os
 import sys
 
-from swahili100 import checkpoint, config_lib, engine, flops, fs, host_memory, lm
+from swahili100 import checkpoint, config_lib, engine, flops, fs, host_memory, lm, special_tokens
 from swahili100.align import datasets as align_data
 
 SAMPLES = os.path.dirname(__file__)
@@ -68,6 +68,11 @@ def task_for(config) -> engine.Task:
   """SFT or DPO as an engine task: its loss and its data."""
   a, d = config.align, config.data
   tok = lm.load_tokenizer(config.data.tokenizer)
+  if not special_tokens.of(tok, config.data.tokenizer).own:
+    raise config_lib.ConfigError(
+        f"{config.data.tokenizer} is an imported model's tokenizer: it lacks the chat tokens "
+        f"{list(special_tokens.ALL[3:])} that SFT/DPO's chat format uses (swahili100/align/chat.py); "
+        "align a model trained with the project's tokenizer (`swahili100 train-tokenizer`)")
   per_token = flops.flops_per_token(config.model, d.seq_len)
   if a.stage == "sft":
     examples = align_data.sft_examples(tok, a.data, d.seq_len)

@@ -101,12 +101,13 @@ class Swahili100LM(TemplateLM):
     self.batch_size = _batch_size(batch_size)
     self._max_length = int(max_length or config.data.seq_len)
     self.max_gen_toks = int(max_gen_toks)
-    self._prefix = special_tokens.EOS_ID if prefix_token_id is None else int(prefix_token_id)
+    self.specials = special_tokens.of(self.tok, self.tokenizer_path)
+    self._prefix = self.specials.eos if prefix_token_id is None else int(prefix_token_id)
     self.min_len = scoring.min_len_for(model.config)
 
   @property
   def eot_token_id(self) -> int:
-    return special_tokens.EOS_ID
+    return self.specials.eos
 
   @property
   def prefix_token_id(self) -> int:
@@ -171,9 +172,11 @@ class Swahili100LM(TemplateLM):
         new = generate.generate_batch(
             self.model, prompts, max_new, temperature=temperature,
             top_p=float(kwargs.get("top_p", 1.0)), top_k=int(kwargs.get("top_k", 0) or 0),
-            seed=int(kwargs.get("seed", 0) or 0), stop_strings=until, decode=self.tok.decode)
+            seed=int(kwargs.get("seed", 0) or 0), eos_id=self.specials.stop, stop_strings=until,
+            decode=self.tok.decode)
         for (i, context, _), ids in zip(chunk, new):
-          text = generate.cut_at_stop(self.tok.decode(generate.strip_stop(ids)), until)
+          text = generate.cut_at_stop(
+              self.tok.decode(generate.strip_stop(ids, self.specials.stop)), until)
           out[i] = text
           self.cache_hook.add_partial("generate_until", (context, members[0][2]), text)
     return out

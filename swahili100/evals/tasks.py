@@ -38,7 +38,10 @@ from swahili100 import model as model_lib
 from swahili100 import special_tokens
 from swahili100.evals import EvalDataError, datasets, scoring
 
-PREFIX_ID = special_tokens.EOS_ID  # the token before an empty context (every document follows one)
+def prefix_id(tok) -> int:
+  """The token every document follows in the records: the run's end-of-text (an imported
+  model's own where its tokenizer is an open model's)."""
+  return special_tokens.of(tok).eos
 XCOPA_CONNECTORS = {"cause": "kwa sababu", "effect": "kwa hiyo"}  # lm-eval's xcopa_sw
 
 # Dataset label -> the Swahili word scored after the prompt. One common, single word per label
@@ -184,7 +187,8 @@ def load(task: EvalTask, spec: str, limit: int = 0, cache_dir: str | None = None
 
 def requests(task: EvalTask, items: list[dict], tok) -> list[tuple[list[int], list[int]]]:
   """Every (context ids, choice ids) request, item by item, choice by choice."""
-  return [scoring.encode_pair(tok, task.context(item), task.delimiter + choice, PREFIX_ID)
+  prefix = prefix_id(tok)
+  return [scoring.encode_pair(tok, task.context(item), task.delimiter + choice, prefix)
           for item in items for choice in task.choices(item)]
 
 
@@ -231,9 +235,9 @@ def text_bpb(docs: list[str], tok, score_fn, max_len: int) -> tuple[dict, list[d
   """Bits per UTF-8 byte of documents' text: every token of each document is predicted once
   (the first after the prefix token), long documents in `scoring.rolling_windows`; bytes are the
   text's UTF-8 bytes, as lm-eval's bits_per_byte counts them."""
-  windows, owner = [], []
+  windows, owner, prefix = [], [], prefix_id(tok)
   for i, text in enumerate(docs):
-    for w in scoring.rolling_windows(tok.encode(text).ids, PREFIX_ID, max_len):
+    for w in scoring.rolling_windows(tok.encode(text).ids, prefix, max_len):
       windows.append(w)
       owner.append(i)
   scores = score_fn(windows) if windows else []

@@ -16,6 +16,7 @@ import json
 import os
 
 import numpy as np
+import tokenizers
 
 from swahili100 import special_tokens
 
@@ -141,10 +142,13 @@ def export_gguf(hf_dir: str, out_path: str, gguf_type: str = "f16") -> str:
   w.add_token_list(tokens)
   w.add_token_types(types)
   w.add_token_merges(merges)
-  w.add_bos_token_id(special_tokens.BOS_ID)
-  w.add_eos_token_id(special_tokens.EOS_ID)
-  w.add_eot_token_id(special_tokens.END_ID)  # llama.cpp chat front-ends stop at the end of a turn
-  w.add_pad_token_id(special_tokens.PAD_ID)
+  specials = special_tokens.of(tokenizers.Tokenizer.from_str(json.dumps(tok_json)),
+                              os.path.join(hf_dir, "tokenizer.json"))
+  if specials.bos is not None:
+    w.add_bos_token_id(specials.bos)
+  w.add_eos_token_id(specials.eos)
+  w.add_eot_token_id(specials.stop[-1])  # llama.cpp chat front-ends stop at the end of a turn
+  w.add_pad_token_id(specials.pad)
   w.add_add_bos_token(False)  # the token records carry no BOS; prompts are encoded as is
   w.add_add_eos_token(False)
 

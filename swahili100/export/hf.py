@@ -83,7 +83,8 @@ def _kernel(linear) -> np.ndarray:
   return _np(linear.kernel)
 
 
-def llama_config(model_cfg, max_position_embeddings: int = 2048):
+def llama_config(model_cfg, max_position_embeddings: int = 2048,
+                 specials: special_tokens.Specials = special_tokens.OWN):
   """The transformers config equal to `config.model` (RoPE in `rope_parameters`):
   `LlamaConfig`, or `Qwen3Config` when qk_norm is on."""
   import transformers  # noqa: PLC0415 ([export] extra)
@@ -98,8 +99,8 @@ def llama_config(model_cfg, max_position_embeddings: int = 2048):
       max_position_embeddings=max_position_embeddings, rms_norm_eps=c.norm_eps,
       rope_parameters=rope_parameters(c),
       tie_word_embeddings=bool(c.tie_embeddings), attention_bias=False,
-      bos_token_id=special_tokens.BOS_ID, eos_token_id=special_tokens.EOS_ID,
-      pad_token_id=special_tokens.PAD_ID, dtype="float32")
+      bos_token_id=specials.bos, eos_token_id=specials.eos, pad_token_id=specials.pad,
+      dtype="float32")
   if c.qk_norm:
     return transformers.Qwen3Config(**common, architectures=["Qwen3ForCausalLM"])
   return transformers.LlamaConfig(**common, mlp_bias=False, architectures=["LlamaForCausalLM"])
@@ -117,20 +118,24 @@ def rope_parameters(model_cfg) -> dict:
 
 
 def save_tokenizer(tokenizer_path: str, out_dir: str, model_max_length: int = 2048):
-  """Writes tokenizer.json + tokenizer_config.json (special tokens, chat template)."""
+  """Writes tokenizer.json + tokenizer_config.json (special tokens, chat template). An imported
+  model's tokenizer keeps its own special tokens and has no chat template of the project's."""
   from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
   tok = tokenizers.Tokenizer.from_file(str(tokenizer_path))
-  vocab = tok.get_vocab(with_added_tokens=True)
-  for name, i in special_tokens.IDS.items():
-    if vocab.get(name) != i:
-      raise ValueError(f"tokenizer {tokenizer_path}: special token {name!r} has id "
-                       f"{vocab.get(name)}, expected {i} (swahili100/special_tokens.py)")
+  specials = special_tokens.of(tok, str(tokenizer_path))
+  if specials.own:
+    named = dict(bos_token=special_tokens.BOS, eos_token=special_tokens.ENDOFTEXT,
+                 pad_token=special_tokens.PAD,
+                 additional_special_tokens=[special_tokens.SYSTEM, special_tokens.USER,
+                                            special_tokens.ASSISTANT, special_tokens.END_OF_TURN],
+                 chat_template=CHAT_TEMPLATE)
+  else:
+    name = tok.id_to_token
+    named = dict(bos_token=None if specials.bos is None else name(specials.bos),
+                 eos_token=name(specials.eos), pad_token=name(specials.pad))
   hf_tok = PreTrainedTokenizerFast(
-      tokenizer_object=tok, bos_token=special_tokens.BOS, eos_token=special_tokens.ENDOFTEXT,
-      pad_token=special_tokens.PAD, unk_token=None, model_max_length=model_max_length,
-      additional_special_tokens=[special_tokens.SYSTEM, special_tokens.USER,
-                                 special_tokens.ASSISTANT, special_tokens.END_OF_TURN],
-      chat_template=CHAT_TEMPLATE, clean_up_tokenization_spaces=False)
+      tokenizer_object=tok, unk_token=None, model_max_length=model_max_length,
+      clean_up_tokenization_spaces=False, **named)
   hf_tok.save_pretrained(out_dir)
   # The run's own tokenizer.json, byte for byte (transformers adds a post-processor that changes
   # nothing): an import of this folder then matches the records' tokenizer hash, and tokenizes
@@ -146,12 +151,14 @@ def export_hf(config, model, tokenizer_path: str, out_dir: str, workdir: str | N
   from transformers import GenerationConfig  # noqa: PLC0415
   os.makedirs(out_dir, exist_ok=True)
   max_len = int(config.data.get("seq_len", 2048)) if "data" in config else 2048
-  hf_cfg = llama_config(model.config, max_position_embeddings=max_len)
+  specials = special_tokens.of(tokenizers.Tokenizer.from_file(str(tokenizer_path)),
+                              str(tokenizer_path))
+  hf_cfg = llama_config(model.config, max_position_embeddings=max_len, specials=specials)
   hf_cfg.save_pretrained(out_dir)
   sd = state_dict(model)
   save_file(sd, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
-  GenerationConfig(bos_token_id=special_tokens.BOS_ID, eos_token_id=list(special_tokens.STOP_IDS),
-                   pad_token_id=special_tokens.PAD_ID, do_sample=True, temperature=0.8,
+  GenerationConfig(bos_token_id=specials.bos, eos_token_id=list(specials.stop),
+                   pad_token_id=specials.pad, do_sample=True, temperature=0.8,
                    top_p=0.95, max_new_tokens=256).save_pretrained(out_dir)
   save_tokenizer(tokenizer_path, out_dir, model_max_length=max_len)
   n_params = sum(int(v.size) for v in sd.values())
