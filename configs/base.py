@@ -84,6 +84,11 @@ def get_config() -> ml_collections.ConfigDict:
   t.keep_last = 2              # newest checkpoints kept
   t.keep_every = 0             # also keep every N-th step forever (0 = off)
   t.barrier_timeout_s = 1800   # every cross-process wait (checkpoint, restore) gives up after this
+  t.wandb = w = ml_collections.ConfigDict()   # Weights & Biases (swahili100/tracking.py)
+  w.mode = "disabled"          # disabled | online | offline (files in <workdir>/wandb/)
+  w.project = "swahili100"
+  w.entity = ""                # "" = the logged-in user's default
+  w.name = ""                  # "" = W&B's generated name
   t.host_malloc = "jemalloc"   # jemalloc | system: train/align re-run themselves with jemalloc
   #                              keeping freed pages (no page faults per step; host_memory.py)
 

@@ -23,6 +23,8 @@ COMMANDS = {
     "train": ("swahili100.train", "phases 7-10: train (and resume) a model"),
     "sweep": ("swahili100.sweep", "phase 8: a grid of train runs, in parallel, compared and "
               "plotted"),
+    "ladder": ("swahili100.ladder", "a scaling ladder: an isoFLOP grid of one model family, the "
+               "fit L(N, D) with intervals, a held-out run, predictions"),
     "aot": ("swahili100.aot", "compile the train step ahead of time for a TPU topology"),
     "preflight": ("swahili100.preflight", "check every worker of a slice before training"),
     "generate": ("swahili100.generate", "sample text from a checkpoint"),

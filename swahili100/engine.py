@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from swahili100 import (checkpoint, config_lib, distributed, flops, fs, host_memory, lm, metrics,
-                        optim, sharding)
+                        optim, sharding, tracking)
 from swahili100 import model as model_lib
 
 # config.model fields whose change makes a resumed run a different run; the resolved back-end
@@ -71,10 +71,16 @@ def _resolved_model(config, mesh) -> model_lib.ModelConfig:
 
 def runtime(config, mesh) -> dict:
   """What the run resolved from `auto` and the machine: recorded in config.json as `runtime`
-  (`host_malloc`: the allocator the process runs with; train/align re-execute it for one)."""
+  (`host_malloc`: the allocator the process runs with; train/align re-execute it for one), with
+  the model's size: parameters with and without the embedding (and an untied head), and
+  training FLOPs per token (flops.py), the figures a scaling ladder fits against."""
   m = _resolved_model(config, mesh)
   device = mesh.devices.flat[0]
-  return {"attention": m.attention, "layout_vjps": m.layout_vjps, "causal_chunks": m.causal_chunks,
+  params = model_lib.num_params(m)
+  embedding = m.vocab_size * m.d_model * (1 if m.tie_embeddings else 2)
+  return {"params": params, "params_non_embedding": params - embedding,
+          "flops_per_token": flops.flops_per_token(m, config.data.seq_len),
+          "attention": m.attention, "layout_vjps": m.layout_vjps, "causal_chunks": m.causal_chunks,
           "platform": device.platform, "device_kind": getattr(device, "device_kind", ""),
           "devices": int(mesh.devices.size), "processes": jax.process_count(),
           "mesh": dict(mesh.shape), "jax": jax.__version__,
@@ -193,7 +199,7 @@ def run(config, workdir: str, make_task: Callable[[Any], Task],
   if distributed.is_main():  # written only once the resume point is known to be valid
     fs.write_text(fs.join(workdir, "config.json"), record.to_json_best_effort(indent=2) + "\n")
   with jax.set_mesh(mesh), distributed.Preemption() as preempt:
-    attempt = _Run(config, workdir, task, mesh, mngr, start)
+    attempt = _Run(config, workdir, task, mesh, mngr, start, record)
     try:
       return attempt.train(preempt)
     finally:
@@ -203,7 +209,7 @@ def run(config, workdir: str, make_task: Callable[[Any], Task],
 class _Run:
   """One attempt of a run: its state (restored or initialised), logs and loop."""
 
-  def __init__(self, config, workdir, task, mesh, mngr, start):
+  def __init__(self, config, workdir, task, mesh, mngr, start, record):
     self.config, self.workdir, self.task, self.mesh, self.mngr = config, workdir, task, mesh, mngr
     t_cfg, d_cfg = config.train, config.data
     prog = build(config, mesh, task)
@@ -242,7 +248,10 @@ class _Run:
     self.frozen = checkpoint.load_params(task.frozen_from, prog.abstract.params) \
         if task.frozen_from else None
     self.is_main = distributed.is_main()
-    self.log = metrics.MetricsWriter(workdir, enabled=self.is_main, resume_step=self.start)
+    tracker = tracking.WandbRun(t_cfg.get("wandb"), workdir, record.to_dict()) \
+        if self.is_main else None
+    self.log = metrics.MetricsWriter(workdir, enabled=self.is_main, resume_step=self.start,
+                                     tracker=tracker)
     self.progress = metrics.Progress(t_cfg.num_steps, self.start, enabled=self.is_main)
     rows = d_cfg.batch_size * d_cfg.seq_len
     self.tokens_per_step = task.tokens_per_step or rows

@@ -111,8 +111,9 @@ class MetricsWriter:
   """
 
   def __init__(self, workdir, *, enabled: bool, tensorboard: bool = True,
-               resume_step: int | None = None, flush_secs: float = 30.0):
+               resume_step: int | None = None, flush_secs: float = 30.0, tracker=None):
     self.enabled, self.flush_secs = enabled, flush_secs
+    self._tracker = tracker   # tracking.WandbRun (or None): gets what TensorBoard gets
     self._tb = self._tmp = None
     self._closed = not enabled
     if not enabled:
@@ -184,6 +185,8 @@ class MetricsWriter:
       step = row.get("step")
       for tag, value in scalars(row).items():
         self._tb.add_scalar(tag, value, global_step=step)
+    if self._tracker is not None:
+      self._tracker.log(row.get("step"), scalars(row))
     if self.remote and time.monotonic() - self._last_flush >= self.flush_secs:
       try:
         self.flush()
@@ -213,6 +216,8 @@ class MetricsWriter:
       return
     if self._tb is not None:
       self._tb.close()  # drains tensorboardX's queue into the event file
+    if self._tracker is not None:
+      self._tracker.finish()
     self._upload()
     self._closed = True
     if self._tmp:

@@ -146,7 +146,7 @@ def default_pipeline(runs: list[Run]):
 # ---------------------------------------------------------------- plots
 
 
-def _figure(ncols: int, width: float = 6.0, height: float = 4.2):
+def figure(ncols: int, width: float = 6.0, height: float = 4.2):
   # The object API with an explicit Agg canvas: no pyplot global state, no display needed.
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
@@ -202,7 +202,7 @@ def train_seconds(train: list[dict], steps) -> np.ndarray:
 def plot_curves(runs: dict[str, list[dict]]):
   """Train loss and eval bits-per-byte against tokens seen, and bits-per-byte against training
   wall seconds (equal compute on one machine), one line per run."""
-  fig, (ax_loss, ax_bpb, ax_wall) = _figure(3, width=5.0)
+  fig, (ax_loss, ax_bpb, ax_wall) = figure(3, width=5.0)
   col = colours(list(runs))
   for name, rows in runs.items():
     train, evals = metrics.train_rows(rows), metrics.eval_rows(rows)
@@ -233,7 +233,7 @@ def plot_curves(runs: dict[str, list[dict]]):
 
 def plot_dynamics(runs: dict[str, list[dict]]):
   """Learning rate, gradient norm and tokens/s against step, one line per run."""
-  fig, axes = _figure(3, width=5.0)
+  fig, axes = figure(3, width=5.0)
   col = colours(list(runs))
   panels = (("lr", "learning rate"), ("grad_norm", "gradient norm"),
             ("tokens_per_s", "throughput (tokens/s)"))
@@ -255,7 +255,7 @@ def plot_dynamics(runs: dict[str, list[dict]]):
 
 def plot_funnel(phases: list[tuple[str, dict]]):
   """Documents and bytes into and out of each data phase."""
-  fig, axes = _figure(2)
+  fig, axes = figure(2)
   x = np.arange(len(phases))
   for ax, unit in zip(axes, ("docs", "bytes")):
     for i, (key, colour) in enumerate((("in", "#9ecae1"), ("out", "#3182bd"))):
@@ -273,7 +273,7 @@ def plot_funnel(phases: list[tuple[str, dict]]):
 
 def plot_drops(phases: list[tuple[str, dict]]):
   """Documents and bytes dropped by each phase, stacked by named reason."""
-  fig, axes = _figure(2)
+  fig, axes = figure(2)
   names = [p for p, _ in phases]
   reasons = sorted({r for _, s in phases for u in ("docs", "bytes")
                     for r in ((s.get(u) or {}).get("dropped") or {})})
@@ -309,7 +309,7 @@ def _number(text):
 def plot_sweep(rows: list[dict], key: str, keys: list[str]):
   """Final train loss and best eval bits-per-byte against the swept `key`, one line per setting
   of the other swept `keys`."""
-  fig, axes = _figure(2)
+  fig, axes = figure(2)
   others = [k for k in keys if k != key]
   groups = {}
   for row in rows:

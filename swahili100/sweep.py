@@ -254,6 +254,19 @@ class Runner:
     return False
 
 
+def run_all(todo: list[tuple], slot_list) -> bool:
+  """Trains every (name, cmd, run_dir, steps) of `todo` on the device slots, as many at once as
+  there are slots; True when all finished. SIGTERM stops new launches and passes on to the runs
+  (each saves and exits), so rerunning the same plan resumes it (sweep and ladder)."""
+  runner = Runner(slot_list)
+  previous = signal.signal(signal.SIGTERM, runner.terminate)
+  try:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(slot_list)) as pool:
+      return all(list(pool.map(lambda t: runner.run(*t), todo)))
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
 # ---------------------------------------------------------------- comparison
 
 
@@ -363,14 +376,7 @@ def main(argv: list[str] | None = None) -> int:
   print(f"sweep: {len(todo)} of {len(plan)} runs to train, {len(slot_list)} at a time "
         f"({platform}: {'; '.join(s[2] for s in slot_list)})", file=sys.stderr, flush=True)
 
-  runner = Runner(slot_list)
-  previous = signal.signal(signal.SIGTERM, runner.terminate)
-  try:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(slot_list)) as pool:
-      ok = all(list(pool.map(lambda t: runner.run(*t), todo)))
-  finally:
-    signal.signal(signal.SIGTERM, previous)
-
+  ok = run_all(todo, slot_list)
   rows = [summarize(run_dir, overrides) for overrides, run_dir, _, _ in plan]
   plots = write_comparison(args.workdir, rows, keys)
   print(table(rows, keys))

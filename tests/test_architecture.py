@@ -15,7 +15,8 @@ LAYERS = [
     ["attention"],
     ["model"],
     # 3 the pieces a step is made of, and what feeds and watches it
-    ["lm", "flops", "optim", "sharding", "loader", "distributed", "metrics", "align.chat"],
+    ["lm", "flops", "optim", "sharding", "loader", "distributed", "metrics", "tracking",
+     "align.chat"],
     # 4 checkpoints and the evaluation library (functions of a model, never of the loop)
     ["checkpoint", "align.datasets", "evals", "evals.bpb", "evals.scoring", "evals.datasets",
      "evals.compare", "evals.tasks"],
@@ -23,7 +24,7 @@ LAYERS = [
     # 6 phases: one command each, and the helpers only they use
     ["train", "evaluate", "generate", "align", "align.main", "inference", "aot", "preflight",
      "hf_import",
-     "report", "sweep", "demo", "evals.harness", "evals.lm_eval_tasks.utils", "export",
+     "report", "sweep", "ladder", "demo", "evals.harness", "evals.lm_eval_tasks.utils", "export",
      "export.main", "export.hf", "export.onnx_export", "export.gguf_export", "export.check_gguf",
      "export.quantize", "export.model_card", "export.hub"],
     ["cli"],

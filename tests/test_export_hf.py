@@ -13,7 +13,7 @@ from flax import nnx
 from swahili100 import generate, special_tokens
 from swahili100 import model as model_lib
 from swahili100.export import hf
-from tests.conftest import SHARED_DATA, SENTENCES, tiny_config
+from tests.conftest import REPO, SHARED_DATA, SENTENCES, tiny_config
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -138,7 +138,9 @@ def test_export_cli_from_workdir_writes_card_from_the_run(tiny_records, tmp_path
       {"step": 7, "loss": 4.25, "tokens_seen": 14336},
       {"step": 7, "eval_loss": 4.5, "eval_bpb": 1.875, "eval_tokens": 999}]) + "\n")
   (workdir / "eval.json").write_text(json.dumps({"checkpoint": "x", "tasks": {
-      "xcopa": {"acc": 0.625, "n": 8, "chance": 0.5}}}))
+      "xcopa": {"acc": 0.625, "acc_norm": 0.5, "n": 8, "chance": 0.5,
+                "data": "hub:facebook/xcopa/sw/test.jsonl@abc123"},
+      "bpb": {"bpb": 1.8125, "loss": 4.5, "data": f"records:{tiny_records[0]} (validation)"}}}))
 
   out = tmp_path / "hf"
   assert export_main.main(["--checkpoint", str(workdir), "--format", "hf", "--output",
@@ -153,6 +155,18 @@ def test_export_cli_from_workdir_writes_card_from_the_run(tiny_records, tmp_path
   assert "eval_bpb 1.875" in card and "| xcopa | acc | 0.625 |" in card
   assert "| xcopa | chance | 0.5 |" in card
   assert "train: 300 documents" in card  # the records manifest's train split
+  # the Hub's evaluation results: eval.json's figures, read back by huggingface_hub's own reader
+  from huggingface_hub import ModelCard
+  results = ModelCard.load(str(out / "README.md")).data.eval_results
+  assert sorted((r.task_name, r.metric_type, r.metric_value, r.dataset_type, r.dataset_split)
+                for r in results) == [
+      ("bpb", "bits_per_byte", 1.8125, "swahili100-records", "validation"),
+      ("xcopa", "acc_norm", 0.5, "facebook/xcopa", None),
+      ("xcopa", "accuracy", 0.625, "facebook/xcopa", None)]
+  assert [r.dataset_revision for r in results if r.task_name == "xcopa"] == ["abc123"] * 2
+  # a card for publication names no absolute path of this machine
+  assert str(tmp_path) not in card and "/tmp" not in card and str(REPO) not in card
+  assert "**pretraining** (`this run`)" in card
   # nothing the run did not record: no corpus or benchmark is claimed
   assert "sources of the training data are not recorded" in card
   for claim in ("Maneno Yetu", "MasakhaNEWS", "AfriSenti"):

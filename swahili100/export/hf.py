@@ -163,7 +163,7 @@ def export_hf(config, model, tokenizer_path: str, out_dir: str, workdir: str | N
   save_tokenizer(tokenizer_path, out_dir, model_max_length=max_len)
   n_params = sum(int(v.size) for v in sd.values())
   with open(os.path.join(out_dir, "README.md"), "w", encoding="utf-8") as f:
-    f.write(model_card.render(config, n_params, workdir=workdir, step=step))
+    f.write(model_card.render(config, n_params, workdir=workdir, step=step, specials=specials))
   return out_dir
 
 

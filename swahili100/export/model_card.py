@@ -5,12 +5,15 @@ tokens per split) and the `stats.json` chain of the data phases that made them (
 `input` leads back to the download's sources and their licences); the training log (steps,
 tokens seen, last loss, validation figures); the alignment stage and its data file for SFT/DPO
 runs (and, through `init.from`, the runs before them); and `eval.json` from `swahili100
-evaluate`. What is not on record is written as not recorded.
+evaluate`. What is not on record is written as not recorded. The front matter's `model-index`
+(the Hub's evaluation results) carries eval.json's figures as recorded, nothing else. A card is
+for publication: it names runs relative to the exported one and files by their names, never by
+an absolute path of the machine it was made on.
 """
 
 import os
 
-from swahili100 import config_lib, fs, metrics
+from swahili100 import config_lib, fs, metrics, special_tokens
 
 PHASE_FILE = "stats.json"
 
@@ -56,8 +59,56 @@ def sources(lineage: list[dict]) -> dict:
 def _origin(source: dict) -> str:
   for key in ("path", "repo", "url", "tfds"):
     if source.get(key):
-      return str(source[key])
+      return _public(str(source[key]))
   return "not recorded"
+
+
+def _public(path: str) -> str:
+  """A path as a published card may name it: a local absolute path by its last part."""
+  return os.path.basename(path.rstrip("/")) if os.path.isabs(path) else path
+
+
+def _relative(path: str, exported: str | None) -> str:
+  """A run folder named relative to the exported run ("this run" for itself)."""
+  if fs.is_remote(path):
+    return path
+  if not exported or fs.is_remote(exported):
+    return _public(path)
+  rel = os.path.relpath(fs.absolute(path), fs.absolute(exported))
+  return "this run" if rel == "." else rel
+
+
+# eval.json metric -> (model-index metric type, its readable name)
+METRICS = {"acc": ("accuracy", "accuracy"), "acc_norm": ("acc_norm", "length-normalised accuracy"),
+           "acc_bytes": ("acc_bytes", "byte-normalised accuracy"),
+           "bpb": ("bits_per_byte", "bits per byte")}
+
+
+def eval_results(workdir) -> list:
+  """eval.json's figures as huggingface_hub `EvalResult`s (the card's `model-index`)."""
+  from huggingface_hub import EvalResult  # noqa: PLC0415 ([export] extra)
+  report = _json(fs.join(workdir, "eval.json")) if workdir else None
+  tasks = (report.get("tasks") or {}) if isinstance(report, dict) else {}
+  out = []
+  for task, m in tasks.items():
+    data = str(m.get("data", ""))
+    if data.startswith("records:"):    # bits/byte on the run's own validation records
+      dataset = {"dataset_type": "swahili100-records", "dataset_split": "validation",
+                 "dataset_name": f"{_public(data[len('records:'):].split(' (')[0])} (validation)"}
+    elif data.startswith("hub:"):      # hub:<org>/<repo>/<file>@<revision>
+      where, _, revision = data[len("hub:"):].rpartition("@")
+      dataset = {"dataset_type": "/".join(where.split("/")[:2]), "dataset_name": task,
+                 "dataset_revision": revision or None,
+                 "dataset_config": where.split("/", 2)[2] if where.count("/") >= 2 else None}
+    else:                              # a local file of the task
+      dataset = {"dataset_type": task, "dataset_name": _public(data) or task}
+    kind = "text-generation" if task == "bpb" else "text-classification"
+    for key, (metric, name) in METRICS.items():
+      value = m.get(key)
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out.append(EvalResult(task_type=kind, task_name=task, metric_type=metric,
+                              metric_name=name, metric_value=value, **dataset))
+  return out
 
 
 def _manifest(records_dir):
@@ -94,21 +145,22 @@ def _training(workdir, step) -> dict:
 
 def _stage_lines(workdir, config, step) -> list[str]:
   """One paragraph per training stage, newest first (DPO <- SFT <- pretraining)."""
-  lines, seen = [], set()
+  lines, seen, exported = [], set(), workdir
   while workdir and workdir not in seen:
     seen.add(workdir)
     if "import" in config:   # a `swahili100 import` folder: where its weights came from
-      lines.append(f"- **imported** from `{config['import'].source}` "
+      lines.append(f"- **imported** from `{_public(config['import'].source)}` "
                    f"({config['import'].architecture}).")
       break
     t = _training(workdir, step)
     stage = config.align.stage if "align" in config else "pretraining"
-    what = (f"**{stage}** (`{workdir}`): step {t.get('step', 'not recorded')}, "
+    where = _relative(workdir, exported)
+    what = (f"**{stage}** (`{where}`): step {t.get('step', 'not recorded')}, "
             f"{t['tokens_seen']:,} tokens seen, last training loss {t['loss']:.4f}"
-            if "tokens_seen" in t and "loss" in t else f"**{stage}** (`{workdir}`): no "
+            if "tokens_seen" in t and "loss" in t else f"**{stage}** (`{where}`): no "
             "training log recorded")
     if "align" in config:
-      what += f"; data `{config.align.data}`"
+      what += f"; data `{_public(str(config.align.data))}`"
     lines.append(f"- {what}.")
     base = config_lib.init_from(config) or ("align" in config and config.align.get("base"))
     if not base:   # (older aligned runs named their base align.base)
@@ -116,7 +168,7 @@ def _stage_lines(workdir, config, step) -> list[str]:
     workdir, step = _workdir_of(base), None
     path = fs.join(workdir, "config.json")
     if not fs.exists(path):
-      lines.append(f"- base model `{base}` (its config is not on record).")
+      lines.append(f"- base model `{_relative(base, exported)}` (its config is not on record).")
       break
     config = config_lib.from_json(path)
   return lines
@@ -137,7 +189,9 @@ def _quant_note(config) -> str:
           f"{q.group_size}, method {q.method}) weights of a `swahili100 quantize` checkpoint.\n")
 
 
-def render(config, num_params: int, workdir: str | None = None, step: int | None = None) -> str:
+def render(config, num_params: int, workdir: str | None = None, step: int | None = None,
+           specials: special_tokens.Specials = special_tokens.OWN) -> str:
+  from huggingface_hub import ModelCardData  # noqa: PLC0415 ([export] extra)
   m = config.model
   records_dir = config.data.get("records_dir") if "data" in config else None
   lineage = data_lineage(records_dir)
@@ -169,17 +223,30 @@ def render(config, num_params: int, workdir: str | None = None, step: int | None
   val = {k: v for k, v in t.items() if k.startswith("eval_")}
   val_line = (", ".join(f"{k} {v:.4g}" for k, v in val.items()) if val
               else "no validation figures recorded")
+  stages = _stage_lines(workdir, config, step)
+  imported = any("**imported**" in line for line in stages)
+  name = os.path.basename(str(workdir).rstrip("/")) if workdir else "model"
+  front = ModelCardData(language="sw", library_name="transformers",
+                        pipeline_tag="text-generation", tags=["swahili", "llama", "swahili100"],
+                        model_name=f"swahili100-{name}",
+                        eval_results=eval_results(workdir) or None).to_yaml()
+  origin = ("continued on Swahili from an imported open model (below)" if imported
+            else "trained from scratch on Swahili")
+  if specials.own:
+    chat = ("Chat format: `<|system|>`, `<|user|>`, `<|assistant|>` turns closed by `<|end|>`\n"
+            "(`tokenizer.apply_chat_template`); documents end with `<|endoftext|>`.")
+  else:
+    eos = next(n for n, i in specials.names.items() if i == specials.eos)
+    chat = (f"The imported model's own tokenizer and special tokens: documents end with "
+            f"`{eos}`; no chat format of this project's.")
+  arch = "Qwen3ForCausalLM" if m.get("qk_norm") else "LlamaForCausalLM"
   return f"""---
-language: sw
-library_name: transformers
-pipeline_tag: text-generation
-tags: [swahili, llama, swahili100]
+{front.rstrip()}
 ---
 # Swahili-100 ({num_params / 1e6:.2f}M parameters)
 
-A Llama-architecture decoder trained from scratch on Swahili by the Swahili-100 project
-(JAX/Flax NNX), exported to `LlamaForCausalLM`; loads with `AutoModelForCausalLM` and
-`AutoTokenizer`, no custom code.
+A decoder {origin} by the Swahili-100 project (JAX/Flax NNX), exported to `{arch}`; loads
+with `AutoModelForCausalLM` and `AutoTokenizer`, no custom code.
 
 ## Architecture
 | | |
@@ -191,8 +258,7 @@ A Llama-architecture decoder trained from scratch on Swahili by the Swahili-100 
 | RoPE theta / RMSNorm eps | {m.rope_theta} / {m.norm_eps} |
 | tied embeddings | {bool(m.tie_embeddings)} |
 
-Chat format: `<|system|>`, `<|user|>`, `<|assistant|>` turns closed by `<|end|>`
-(`tokenizer.apply_chat_template`); documents end with `<|endoftext|>`.
+{chat}
 
 ## Training data (as recorded by the pipeline)
 {chr(10).join(data_lines)}
@@ -201,7 +267,7 @@ Check the licences above before publishing weights or outputs.
 
 ## Training (from logs/training.jsonl)
 - Exported checkpoint: {f"step {step}" if step is not None else "not recorded"}.
-{chr(10).join(_stage_lines(workdir, config, step))}
+{chr(10).join(stages)}
 - Validation at the exported step: {val_line}.
 {_quant_note(config)}
 ## Evaluation (eval.json)
