@@ -13,6 +13,10 @@ switches (model.attention, remat, dtype, loss_chunks, ...) may be set here. The 
 fresh, re-warms and decays as any run does: AdamW at 3e-4 (1e-4 / 3e-4 / 1e-3 / 3e-3 gave
 1.4368 / 1.4332 / 1.4305 / 1.4340 bits/byte on the small model, within 0.006: 3e-4 is kept for
 well-trained checkpoints; docs/RESEARCH.md "Continued pretraining").
+With a Swahili vocabulary (`import --extend-vocab N --input data/filtered`, then tokenize with the
+run's tokenizer.json) the new rows need more: 3e-3 was best of 3e-4 / 1e-3 / 3e-3 / 1e-2 for a
+2k-vocabulary model extended by 6,016 tokens (docs/RESEARCH.md "a poor tokenizer extended"):
+  --config.optim.lr=3e-3
 
 Shapes for `swahili100 aot` without an import at hand (what a continued run of the open model
 compiles to; docs/benchmarks.md "Continued pretraining on TPU"):

@@ -26,6 +26,9 @@ GRIDS = {   # depths, compute budgets (FLOPs), the held-out run (depth, FLOPs), 
     "quick": ([1, 2, 3], [1e12, 2.5e12, 6e12], (3, 1.2e13), 2),
     "full": ([1, 2, 3, 4, 5], [1e12, 3e12, 1e13, 3e13], (6, 1e14), 2),
 }
+# What every ladder predicts: configs/small.py (depth 4's shapes) at its 4.3M tokens, and the
+# compute-optimal model for the same budget (2 CPU cores for 30 minutes: ~2.2e14 FLOPs).
+PREDICT, BUDGET = "4:4.3e6", "2.2e14"
 
 
 def model(m, depth: int):
@@ -67,5 +70,7 @@ def get_config(arg: str | None = None):
               "flops": ",".join(f"{f:g}" for f in budgets),
               "holdout": f"{hold_depth}:{hold_flops:g}", "warmup_fraction": 0.1,
               "min_steps": 30,   # fewer steps are mostly warmup: such a run is left out
-              "parallel": parallel}   # runs at once: 1-10M models use one core each well
+              "parallel": parallel,   # runs at once: 1-10M models use one core each well
+              "predict": PREDICT,     # DEPTH:TOKENS or N=..,D=.. (";" between several)
+              "budget": BUDGET}       # FLOPs, comma-separated; `--predict` / `--budget` add
   return c

@@ -340,8 +340,9 @@ def analyse(workdir, config_path: str, rungs: list[Rung], predict_specs, budgets
              + [(w["N"], w["D"]) for w in wanted] + [(o["N"], o["D"]) for o in optimal])
   f = fit(fitted, targets, n_boot=n_boot)
   preds = f.pop("predictions")
-  result = {"fit": {**f, "N": "non-embedding parameters", "D": "training tokens",
-                    "L": "validation bits/byte (whole split)"}, "runs": rows}
+  result = {"fit": {**f.pop("params"), **f, "N": "non-embedding parameters",
+                    "D": "training tokens", "L": "validation bits/byte (whole split)"},
+            "runs": rows}
   if held:
     h, p = held[0], preds[0]
     result["holdout"] = {"name": h["name"], "N": h["params_non_embedding"], "D": h["tokens"],
@@ -396,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
       saved = json.loads(plan_path.read_text())
       config_path, extra = saved["config"], saved["extra"]
       rungs = [Rung(**r) for r in saved["rungs"]]
+      grid = sweep.resolve(saved.get("spec", config_path), {}, extra).get("ladder") or {}
     else:
       config_path = args.config.split(":")[0]
       grid = sweep.resolve(args.config, {}, extra).get("ladder")   # --config.ladder.* apply
@@ -409,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
       for note in notes:
         print(f"ladder: {note}", file=sys.stderr)
       fs.write_text(str(plan_path), json.dumps(
-          {"config": config_path, "extra": extra, "rungs": [dataclasses.asdict(r) for r in rungs]},
-          indent=2) + "\n")
+          {"config": config_path, "spec": args.config, "extra": extra,
+           "rungs": [dataclasses.asdict(r) for r in rungs]}, indent=2) + "\n")
       warmup = float(grid.get("warmup_fraction", 0.1))
       todo = []
       for r in sorted(rungs, key=lambda r: -r.flops):   # longest first: no slot idles at the end
@@ -428,13 +430,14 @@ def main(argv: list[str] | None = None) -> int:
         print("swahili100 ladder: some runs did not finish (above); rerun the same command to "
               "resume them", file=sys.stderr)
         return 1
-    result = analyse(workdir, config_path, rungs, args.predict, args.budget, extra,
-                     args.bootstrap)
+    predict = [p for p in str(grid.get("predict", "")).split(";") if p] + args.predict
+    budgets = numbers(grid.get("budget", ""), "ladder.budget") + args.budget
+    result = analyse(workdir, config_path, rungs, predict, budgets, extra, args.bootstrap)
   except (LadderError, config_lib.ConfigError) as e:
     print(f"swahili100 ladder: error: {e}", file=sys.stderr)
     return 2
   fs.write_text(os.path.join(str(workdir), "ladder.json"), json.dumps(result, indent=2) + "\n")
-  fp = result["fit"]["params"]
+  fp = result["fit"]
   print("fit: " + ", ".join(f"{k} {fp[k]['value']:.4g} [{fp[k]['interval'][0]:.3g}, "
                             f"{fp[k]['interval'][1]:.3g}]" for k in (*PARAMS, "a", "b")))
   if "holdout" in result:
