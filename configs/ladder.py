@@ -4,7 +4,7 @@ Command (2 CPU cores; the sw-news records and 16k BPE of docs/benchmarks.md "Sma
   swahili100 ladder --config configs/ladder.py:quick --workdir runs/ladder-quick \
       -- --config.data.records_dir=data/processed --config.data.tokenizer=tokenizer/swahili_bpe.json
   swahili100 train --config configs/ladder.py:4 --workdir runs/d4      # one rung, depth 4
-Hardware: 2 CPU cores; `:quick` (3 budgets x 3 sizes + 1 held-out run, two at a time) ~15 min;
+Hardware: 2 CPU cores; `:quick` (3 budgets x 3 sizes + 1 held-out run, two at a time) 9.7 min;
   `:full` (docs/RESEARCH.md "Scaling ladder") a few hours.
 
 The family (one number names a model; `depth` = layers):
@@ -14,8 +14,8 @@ Learning rates transfer by rule, not by tuning per size: Muon's update is orthog
   scaled by the matrix shape (optax.contrib.muon), so its rate is held fixed across widths;
   the AdamW groups (the tied embedding and the norm scales) are held fixed too, the muP choice
   for embeddings and vector parameters under Adam. The small model's tuned values (configs/
-  small.py): Muon 0.04, embedding 0.01, norms 2e-3. The rule is checked at two widths in
-  docs/RESEARCH.md "Scaling ladder" before the full ladder is read.
+  small.py): Muon 0.04, embedding 0.01, norms 2e-3. The rule is not yet measured at two widths
+  (docs/RESEARCH.md "Scaling ladder"): do that before reading the `:full` ladder's exponents.
 `ladder` section: the grid `swahili100 ladder` runs (sizes as depths, budgets in training FLOPs,
   FLOPs from flops.py including the tied head); `--sizes` / `--flops` override it.
 """

@@ -127,6 +127,23 @@ def _fingerprint(input: Path, settings: dict) -> str:
   return h.hexdigest()
 
 
+def _finish(tok, base: dict | None, add: int, vocab_size: int, heldout: list[dict],
+            extend: str | None):
+  """(the tokenizer to save, its special tokens, the extension's record): the trained BPE, or
+  the base with up to `add` of its merges appended (`extend`)."""
+  if base is None:
+    got = [tok.id_to_token(i) for i in range(len(special_tokens.ALL))]
+    if got != list(special_tokens.ALL):   # the contract alignment/export rely on
+      raise RuntimeError(f"special tokens came out as {got}, expected {list(special_tokens.ALL)}")
+    return tok, dict(special_tokens.IDS), {}
+  learned = json.loads(tok.to_str())["model"]["merges"]
+  ext, extension = extend_vocab.extend(base, learned, add)
+  extension["trainer_vocab_size"] = vocab_size
+  extension["base_heldout"] = measure(Tokenizer.from_file(str(extend)), heldout)
+  specials = {t["content"]: t["id"] for t in base.get("added_tokens", []) if t.get("special")}
+  return Tokenizer.from_str(json.dumps(ext)), specials, extension
+
+
 def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldout_fraction: float,
           max_heldout_docs: int, pretokenizer: str = "gpt2", max_line_bytes: int =
           shards.DEFAULT_MAX_LINE_BYTES, force: bool = False, extend: str | None = None,
@@ -188,19 +205,7 @@ def train(input: str, output: str, *, vocab_size: int, min_frequency: int, heldo
   if counts["train_docs"] == 0:
     raise ValueError(f"no training documents under {input_path}: every document was empty or "
                      f"held out (--heldout-fraction {heldout_fraction})")
-  extension = {}
-  if base is not None:
-    learned = json.loads(tok.to_str())["model"]["merges"]
-    ext, extension = extend_vocab.extend(base, learned, add)
-    extension["trainer_vocab_size"] = vocab_size
-    tok = Tokenizer.from_str(json.dumps(ext))
-    extension["base_heldout"] = measure(Tokenizer.from_file(str(extend)), heldout)
-    specials = {t["content"]: t["id"] for t in base.get("added_tokens", []) if t.get("special")}
-  else:
-    got = [tok.id_to_token(i) for i in range(len(special_tokens.ALL))]
-    if got != list(special_tokens.ALL):   # the contract alignment/export rely on
-      raise RuntimeError(f"special tokens came out as {got}, expected {list(special_tokens.ALL)}")
-    specials = dict(special_tokens.IDS)
+  tok, specials, extension = _finish(tok, base, add, vocab_size, heldout, extend)
   out.mkdir(parents=True, exist_ok=True)
   tmp = out / (TOKENIZER_FILE + ".tmp")
   tok.save(str(tmp))

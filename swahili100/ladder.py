@@ -437,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"swahili100 ladder: error: {e}", file=sys.stderr)
     return 2
   fs.write_text(os.path.join(str(workdir), "ladder.json"), json.dumps(result, indent=2) + "\n")
+  summary(result)
+  print(f"{workdir}/ladder.json")
+  return 0
+
+
+def summary(result: dict) -> None:
+  """The fit, the held-out run and the predictions, one line each."""
   fp = result["fit"]
   print("fit: " + ", ".join(f"{k} {fp[k]['value']:.4g} [{fp[k]['interval'][0]:.3g}, "
                             f"{fp[k]['interval'][1]:.3g}]" for k in (*PARAMS, "a", "b")))
@@ -449,8 +456,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{q['predicted_bpb']:.4f} [{q['interval'][0]:.4f}, {q['interval'][1]:.4f}]"
           + (f" at depth {q['optimal']['depth']}, D {q['optimal']['D']:.3g}"
              if "optimal" in q else ""))
-  print(f"{workdir}/ladder.json")
-  return 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ import tempfile
 
 from swahili100 import config_lib, fs
 
+try:   # the optional [wandb] extra; a training-only install has none
+  import wandb
+except ImportError:
+  wandb = None
+
 ID_FILE = "wandb_run_id"
 MODES = ("disabled", "online", "offline")
 
@@ -46,9 +51,7 @@ class WandbRun:
                                    f"{', '.join(MODES)}")
     if mode == "disabled":
       return
-    try:
-      import wandb  # noqa: PLC0415 (the optional [wandb] extra)
-    except ImportError:
+    if wandb is None:
       _warn("the wandb package is not installed (pip install 'swahili100[wandb]')")
       return
     if mode == "online" and not _logged_in():

@@ -189,9 +189,27 @@ def _quant_note(config) -> str:
           f"{q.group_size}, method {q.method}) weights of a `swahili100 quantize` checkpoint.\n")
 
 
+def front_matter(workdir) -> str:
+  """The card's YAML (huggingface_hub's own writer): tags and the `model-index` of eval.json."""
+  from huggingface_hub import ModelCardData  # noqa: PLC0415 ([export] extra)
+  name = os.path.basename(str(workdir).rstrip("/")) if workdir else "model"
+  return ModelCardData(language="sw", library_name="transformers",
+                       pipeline_tag="text-generation", tags=["swahili", "llama", "swahili100"],
+                       model_name=f"swahili100-{name}",
+                       eval_results=eval_results(workdir) or None).to_yaml()
+
+
+def _tokens_line(specials: special_tokens.Specials) -> str:
+  if specials.own:
+    return ("Chat format: `<|system|>`, `<|user|>`, `<|assistant|>` turns closed by `<|end|>`\n"
+            "(`tokenizer.apply_chat_template`); documents end with `<|endoftext|>`.")
+  eos = next(n for n, i in specials.names.items() if i == specials.eos)
+  return (f"The imported model's own tokenizer and special tokens: documents end with `{eos}`; "
+          "no chat format of this project's.")
+
+
 def render(config, num_params: int, workdir: str | None = None, step: int | None = None,
            specials: special_tokens.Specials = special_tokens.OWN) -> str:
-  from huggingface_hub import ModelCardData  # noqa: PLC0415 ([export] extra)
   m = config.model
   records_dir = config.data.get("records_dir") if "data" in config else None
   lineage = data_lineage(records_dir)
@@ -225,20 +243,9 @@ def render(config, num_params: int, workdir: str | None = None, step: int | None
               else "no validation figures recorded")
   stages = _stage_lines(workdir, config, step)
   imported = any("**imported**" in line for line in stages)
-  name = os.path.basename(str(workdir).rstrip("/")) if workdir else "model"
-  front = ModelCardData(language="sw", library_name="transformers",
-                        pipeline_tag="text-generation", tags=["swahili", "llama", "swahili100"],
-                        model_name=f"swahili100-{name}",
-                        eval_results=eval_results(workdir) or None).to_yaml()
   origin = ("continued on Swahili from an imported open model (below)" if imported
             else "trained from scratch on Swahili")
-  if specials.own:
-    chat = ("Chat format: `<|system|>`, `<|user|>`, `<|assistant|>` turns closed by `<|end|>`\n"
-            "(`tokenizer.apply_chat_template`); documents end with `<|endoftext|>`.")
-  else:
-    eos = next(n for n, i in specials.names.items() if i == specials.eos)
-    chat = (f"The imported model's own tokenizer and special tokens: documents end with "
-            f"`{eos}`; no chat format of this project's.")
+  front, chat = front_matter(workdir), _tokens_line(specials)
   arch = "Qwen3ForCausalLM" if m.get("qk_norm") else "LlamaForCausalLM"
   return f"""---
 {front.rstrip()}
