@@ -17,6 +17,7 @@ past an unreadable checkpoint), the NaN/Inf guard, and evaluation hooks at eval 
 import copy
 import dataclasses
 import functools
+import shutil
 import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
@@ -185,6 +186,7 @@ def run(config, workdir: str, make_task: Callable[[Any], Task],
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch(config.data.batch_size, mesh)
   workdir = fs.absolute(workdir)
+  fs.probe(workdir)   # a workdir it may not write fails here, before anything is compiled
   record = recorded(config, resolve(config, mesh, task))
   t_cfg = config.train
   mngr = checkpoint.manager(workdir, t_cfg)
@@ -206,6 +208,20 @@ def run(config, workdir: str, make_task: Callable[[Any], Task],
       attempt.close()
 
 
+def check_free_space(workdir: str, abstract, t_cfg) -> None:
+  """Warns when a local workdir's free space holds fewer than keep_last + 1 checkpoints of this
+  state (parameters and optimizer, from their shapes): the next save would fail mid-run."""
+  if fs.is_remote(workdir):
+    return
+  size = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract))
+  keep = int(t_cfg.keep_last) + 1   # the ones kept, and the one being written
+  free = shutil.disk_usage(workdir).free
+  if free < keep * size:
+    distributed.warn(f"{workdir} has {free / 2**30:.2f} GiB free, less than {keep} checkpoints "
+                     f"of {size / 2**30:.2f} GiB each (train.keep_last={t_cfg.keep_last} and the "
+                     "one being written): free space, or lower --config.train.keep_last")
+
+
 class _Run:
   """One attempt of a run: its state (restored or initialised), logs and loop."""
 
@@ -216,6 +232,7 @@ class _Run:
     self.model_cfg, self.graphdef, self.lr_fn, self.step_fn = (
         prog.model_cfg, prog.graphdef, prog.lr_fn, prog.step_fn)
     shardings = prog.shardings
+    check_free_space(workdir, prog.abstract, t_cfg)
     self.timeout = float(t_cfg.get("barrier_timeout_s", 1800))
     self.batches = iter(task.dataset(jax.process_index(), jax.process_count()))
     restored = None

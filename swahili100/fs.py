@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 
 from etils import epath
 
@@ -152,3 +153,26 @@ def local_dir(path) -> str:
   for child in files:
     _copy(child, os.path.join(folder, child.name))
   return folder
+
+
+class StorageError(OSError):
+  """A workdir this process cannot write; the message names it and what to do."""
+
+
+def probe(folder) -> None:
+  """Writes, reads back and deletes a small file in `folder` (made if missing), so a read-only
+  mount or a bucket this account may not write is a named error in seconds, before compiling."""
+  path = Path(folder) / f".write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+  nonce = uuid.uuid4().hex
+  try:
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path.write_text(nonce)
+    back = path.read_text()
+    path.unlink()
+  except Exception as e:  # noqa: BLE001 (OSError locally; gcsfs/etils raise their own on gs://)
+    raise StorageError(f"cannot write to the workdir {folder} ({type(e).__name__}: {e}); give a "
+                       "--workdir this process may write (a writable mount, or a bucket the "
+                       "service account has storage.objects.create/delete on)") from None
+  if back != nonce:
+    raise StorageError(f"the workdir {folder} gave back other bytes than were written to "
+                       f"{path.name}; check the mount or bucket")

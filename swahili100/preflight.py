@@ -40,7 +40,7 @@ from etils import epath
 from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
-from swahili100 import distributed
+from swahili100 import distributed, fs
 
 VERSION_KEYS = ("python", "jax", "jaxlib", "libtpu", "platform")
 KV_PREFIX = "swahili100/preflight"
@@ -86,6 +86,7 @@ def storage_checks(args, process_id: int) -> dict:
   """{'write': 'ok' | error, 'records': ..., 'tokenizer': ...} for this process."""
   out = {}
   try:
+    fs.probe(args.workdir)   # write, read back and delete: what train and align do first
     folder = epath.Path(args.workdir) / "preflight"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"process-{process_id}.json"

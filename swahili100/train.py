@@ -15,7 +15,7 @@ import argparse
 import functools
 import sys
 
-from swahili100 import (checkpoint, config_lib, engine, evals, host_memory, lm, loader,
+from swahili100 import (checkpoint, config_lib, engine, evals, fs, host_memory, lm, loader,
                         records)
 from swahili100.evals import bpb, tasks
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     host_memory.reexec(host_memory.policy(config.train), command_line)
     return run(config, workdir, resume)
   except (config_lib.ConfigError, records.RecordsError, checkpoint.CheckpointError,
-          evals.EvalDataError) as e:
+          evals.EvalDataError, fs.StorageError) as e:
     print(f"swahili100 train: error: {e}", file=sys.stderr)
     return 2
 

@@ -276,3 +276,28 @@ def test_eval_tasks_run_at_eval_steps_next_to_the_loss(tiny_records, tmp_path):
   missing = tiny_config(*tiny_records, **{"train.eval_tasks": "xcopa"})
   with pytest.raises(evals_lib.EvalDataError, match="config.train.eval_data"):
     train.run(missing, str(tmp_path / "missing"))
+
+
+def test_unwritable_workdir_is_named_before_compiling(tiny_records, tmp_path, capsys):
+  """A workdir the process may not write (here: a path under a plain file, which fails as a
+  read-only mount or a forbidden bucket does) is refused with exit 2 and its name."""
+  (tmp_path / "file").write_text("not a folder")
+  workdir = str(tmp_path / "file" / "run")
+  start = time.perf_counter()
+  assert train.main(["--config", "configs/debug.py", "--workdir", workdir,
+                     *tiny_flags(*tiny_records)]) == 2
+  err = capsys.readouterr().err
+  assert f"cannot write to the workdir {workdir}" in err and "Traceback" not in err
+  assert time.perf_counter() - start < 30   # before any compilation
+
+
+def test_train_warns_when_the_disk_cannot_hold_its_checkpoints(tiny_records, tmp_path, capsys,
+                                                               monkeypatch):
+  from swahili100 import engine
+  real = shutil.disk_usage
+  monkeypatch.setattr(engine.shutil, "disk_usage",
+                      lambda p: real(p)._replace(free=50_000))   # 50 kB: under 3 checkpoints
+  config = tiny_config(*tiny_records, **{"train.num_steps": 3, "train.keep_last": 2})
+  assert train.run(config, str(tmp_path / "run")) == 0
+  err = capsys.readouterr().err
+  assert "GiB free, less than 3 checkpoints" in err and "train.keep_last=2" in err

@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     config = config_for(args, overrides)
     host_memory.reexec(host_memory.policy(config.train), command_line)
     return engine.run(config, args.workdir, task_for, args.resume)
-  except (config_lib.ConfigError, checkpoint.CheckpointError, align_data.AlignDataError) as e:
+  except (config_lib.ConfigError, checkpoint.CheckpointError, align_data.AlignDataError,
+          fs.StorageError) as e:
     print(f"swahili100 align: error: {e}", file=sys.stderr)
     return 2
 
