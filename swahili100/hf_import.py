@@ -144,8 +144,8 @@ def new_tokens(base: tokenizers.Tokenizer, extended: tokenizers.Tokenizer,
         f"{where}: {len(moved)} token(s) of the model's tokenizer have another id or are missing "
         f"(e.g. {moved[:3]}); it does not extend this model's vocabulary: make it with "
         "`swahili100 train-tokenizer --extend <the model's tokenizer.json> --add N`")
-  return {i: [t.id for t in base.model.tokenize(token)]
-          for token, i in sorted(ext_vocab.items(), key=lambda kv: kv[1]) if token not in base_vocab}
+  added = sorted((i, token) for token, i in ext_vocab.items() if token not in base_vocab)
+  return {i: [t.id for t in base.model.tokenize(token)] for i, token in added}
 
 
 def _grow(rows_VD: np.ndarray, pieces: dict[int, list[int]], vocab: int) -> np.ndarray:
