@@ -202,7 +202,8 @@ def latest_step(workdir: str) -> int | None:
   directory = checkpoints_dir(workdir)
   if not fs.exists(directory):
     return None
-  mngr = _quiet_manager(directory, ocp.CheckpointManagerOptions(read_only=True))
+  mngr = _quiet_manager(directory, ocp.CheckpointManagerOptions(
+      read_only=True, save_interval_steps=0, create=False))  # what read_only implies: no warning
   step = mngr.latest_step()
   mngr.close()
   return step
@@ -216,7 +217,8 @@ def load_params(path: str, abstract_params):
     raise CheckpointError(f"{workdir} has a config.json but no {config_lib.CHECKPOINTS}/ "
                           "folder: not a training run (a `swahili100 quantize` output loads through "
                           "swahili100.inference.load); give a run folder or one of its steps")
-  mngr = _quiet_manager(directory, ocp.CheckpointManagerOptions(read_only=True))
+  mngr = _quiet_manager(directory, ocp.CheckpointManagerOptions(
+      read_only=True, save_interval_steps=0, create=False))  # what read_only implies: no warning
   try:
     step = mngr.latest_step() if step is None else step
     if step is None or step not in mngr.all_steps():

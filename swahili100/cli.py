@@ -4,7 +4,9 @@ Lazy imports keep `swahili100 train` free of data-pipeline dependencies (languag
 so a TPU VM that only trains needs only the core install.
 """
 
+import glob
 import importlib
+import os
 import sys
 import warnings
 
@@ -54,11 +56,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"swahili100: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
     return 2
   warnings.formatwarning = _one_line_warning
+  _cpu_when_no_accelerator()
   module = importlib.import_module(COMMANDS[name][0])
   if command_line:  # the command reads its arguments from sys.argv and knows it is the process
     sys.argv = [f"{sys.argv[0]} {name}", *rest]   # (train and align may re-execute it)
     return module.main() or 0
   return module.main(rest) or 0
+
+
+# Device files of TPU VMs (v2-v4 /dev/accel*, v5e+ /dev/vfio/<n>) and of NVIDIA GPUs.
+ACCELERATOR_DEVICES = ("/dev/accel*", "/dev/vfio/[0-9]*", "/dev/nvidia[0-9]*")
+
+
+def _cpu_when_no_accelerator() -> None:
+  """JAX_PLATFORMS=cpu on a machine with no TPU or GPU device and no TPU settings: otherwise JAX
+  starts the TPU runtime that the [tpu] extra installs (for `aot`), which prints host-bounds and
+  worker-hostname errors on a CPU-only machine. An explicit JAX_PLATFORMS always wins."""
+  if "JAX_PLATFORMS" in os.environ or any(k.startswith(("TPU_", "COLAB_TPU")) for k in os.environ):
+    return
+  if not any(glob.glob(pattern) for pattern in ACCELERATOR_DEVICES):
+    os.environ["JAX_PLATFORMS"] = "cpu"
 
 
 _default_format = warnings.formatwarning

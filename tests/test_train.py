@@ -301,3 +301,28 @@ def test_train_warns_when_the_disk_cannot_hold_its_checkpoints(tiny_records, tmp
   assert train.run(config, str(tmp_path / "run")) == 0
   err = capsys.readouterr().err
   assert "GiB free, less than 3 checkpoints" in err and "train.keep_last=2" in err
+
+
+def test_cpu_only_machine_starts_quietly(monkeypatch, run12, caplog):
+  """No accelerator device and no JAX_PLATFORMS: the dispatcher says cpu (libtpu would print
+  its errors); a device or an explicit setting is left alone. Reading checkpoints logs no
+  Orbax warning meant for developers."""
+  import logging
+
+  from swahili100 import cli
+  for var in [k for k in os.environ if k.startswith(("TPU_", "COLAB_TPU", "JAX_PLATFORMS"))]:
+    monkeypatch.delenv(var)
+  monkeypatch.setattr(cli.glob, "glob", lambda pattern: [])
+  cli._cpu_when_no_accelerator()
+  assert os.environ["JAX_PLATFORMS"] == "cpu"
+  monkeypatch.delenv("JAX_PLATFORMS")
+  monkeypatch.setattr(cli.glob, "glob", lambda p: ["/dev/vfio/0"] if "vfio" in p else [])
+  cli._cpu_when_no_accelerator()                   # a TPU VM: JAX finds its TPU
+  assert "JAX_PLATFORMS" not in os.environ
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+  monkeypatch.setattr(cli.glob, "glob", lambda pattern: [])
+  cli._cpu_when_no_accelerator()
+  assert os.environ["JAX_PLATFORMS"] == "cuda"
+  with caplog.at_level(logging.WARNING):
+    assert checkpoint.latest_step(run12[0]) == 12
+  assert not [r for r in caplog.records if "read_only" in r.getMessage()]
