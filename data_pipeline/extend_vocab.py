@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 
-from tokenizers import Tokenizer
-
 # BPE model options whose behaviour the appended merges would not respect.
 _UNSUPPORTED = {"continuing_subword_prefix": None, "end_of_word_suffix": None,
                 "byte_fallback": False, "dropout": None}
@@ -93,19 +91,3 @@ def extend(base: dict, learned: list, add: int) -> tuple[dict, dict]:
   model["merges"] = list(model["merges"]) + [f"{a} {b}" if as_strings else [a, b] for a, b in new]
   return out, {"requested": add, "added": len(new), "skipped_unreachable": skipped,
                "first_new_id": start, "learned_merges": len(learned)}
-
-
-def new_tokens(base: Tokenizer, extended: Tokenizer) -> dict[int, list[int]]:
-  """{new id: the base ids its token splits into}, for every id the base does not have; the
-  check that `extended` extends `base` (every base token keeps its id) is made here."""
-  base_vocab = base.get_vocab(with_added_tokens=True)
-  ext_vocab = extended.get_vocab(with_added_tokens=True)
-  moved = [t for t, i in base_vocab.items() if ext_vocab.get(t) != i]
-  if moved:
-    raise ExtendError(f"{len(moved)} base token(s) have another id or are missing in the "
-                      f"extended tokenizer (e.g. {moved[:3]}); it does not extend the base")
-  out = {}
-  for token, i in sorted(ext_vocab.items(), key=lambda kv: kv[1]):
-    if token not in base_vocab:
-      out[i] = [t.id for t in base.model.tokenize(token)]
-  return out
