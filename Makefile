@@ -16,7 +16,7 @@ $(BIN)/python:
 # training processes' host allocator (swahili100/host_memory.py); without it they use glibc's.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[tpu,data,export,eval,viz,wandb,dev]'
+	$(BIN)/pip install -q -e '.[tpu,data,export,eval,viz,wandb,dev,launch,bench]'
 	command -v chromium >/dev/null && command -v redis-server >/dev/null && \
 	  $(BIN)/python -c "from swahili100 import host_memory as h; assert h.find_jemalloc()" \
 	  2>/dev/null || \

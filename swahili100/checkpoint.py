@@ -13,8 +13,12 @@ falls back to the newest good one. Paths may be local or `gs://` (etils.epath, t
 `load_params` / `load_model` restore only the parameters, for evaluation, generation and export.
 """
 
+import contextlib
 import dataclasses
 import json
+import logging
+import os
+import re
 import sys
 
 import jax
@@ -30,6 +34,10 @@ from swahili100 import model as model_lib
 from swahili100 import sharding
 
 UNREADABLE = ".unreadable"
+# The exit code of a run stopped by a failed save (1 is a NaN/Inf stop, 2 a refused command).
+SAVE_FAILED = 3
+# Set to 1 to see what Orbax and tensorstore log and print while a save fails.
+DEBUG_ENV = "SWAHILI100_DEBUG"
 
 
 class CheckpointError(ValueError):
@@ -105,6 +113,81 @@ def save(mngr, step: int, state: lm.TrainState, meta: dict, data_state: dict,
       params=ocp.args.StandardSave(state.params),
       opt_state=ocp.args.StandardSave(state.opt_state),
       meta=ocp.args.JsonSave(meta), data=DataStateSave(data_state)))
+
+
+def save_error(mngr, step: int | None, wait: bool = False) -> Exception | None:
+  """The error of the asynchronous save of `step` once it has ended (None while it runs, when
+  it succeeded, or for None); `wait` blocks until it ends. Orbax raises it from
+  `wait_until_finished`, or, when its finalize thread saw it first, only logs it and leaves the
+  step unfinished: both count."""
+  if step is None or (not wait and mngr.is_saving_in_progress()):
+    return None
+  try:
+    mngr.wait_until_finished()
+  except Exception as e:  # noqa: BLE001 (tensorstore and Orbax raise many types)
+    return e
+  mngr.reload()
+  if step in mngr.all_steps():
+    return None
+  return _SAVER_ERRORS.seen or RuntimeError(f"step {step} was not finalized")
+
+
+def cause(e: BaseException) -> str:
+  """The operating system's words for a storage error (`No space left on device`), else the
+  error's first line: tensorstore buries the errno at the end of a long message."""
+  text = str(e)
+  code = re.search(r"os_error_code='?(\d+)|\[Errno (\d+)\]", text)
+  if code:
+    return os.strerror(int(code.group(1) or code.group(2)))
+  return (text.splitlines() or [type(e).__name__])[0][:300]
+
+
+class _SaverErrors(logging.Filter):
+  """Keeps the last error Orbax's saver threads log (a failed write) and drops their tracebacks
+  and asyncio's reports of the writes it abandons: the run reports the failure itself, once.
+  `SWAHILI100_DEBUG=1` lets them through."""
+
+  def __init__(self):
+    super().__init__()
+    self.seen = None
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR or not ("orbax" in record.pathname
+                                              or record.name == "asyncio"):
+      return True
+    if record.exc_info and record.exc_info[1] is not None:
+      self.seen = record.exc_info[1]
+    return os.environ.get(DEBUG_ENV) == "1"
+
+
+_SAVER_ERRORS = _SaverErrors()
+
+
+@contextlib.contextmanager
+def quiet_saves():
+  """While training: a failed save's thread tracebacks, asyncio reports and 'Exception ignored'
+  coroutines are not printed (the engine prints one message instead)."""
+  loggers = [logging.getLogger("absl"), logging.getLogger("asyncio")]
+  hook = sys.unraisablehook
+  for logger in loggers:
+    logger.addFilter(_SAVER_ERRORS)
+  if os.environ.get(DEBUG_ENV) != "1":
+    sys.unraisablehook = lambda unraisable: None
+  try:
+    yield
+  finally:
+    for logger in loggers:
+      logger.removeFilter(_SAVER_ERRORS)
+    sys.unraisablehook = hook
+
+
+def exit_after_failed_save(code: int) -> None:
+  """Ends the process at once: after a failed save, Orbax's abandoned threads and coroutines
+  would report at interpreter shutdown (hundreds of lines), and a peer process stuck in one of
+  its barriers must not hold this one. Logs and messages are already flushed."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
 
 
 def save_params(workdir: str, step: int, params, meta: dict) -> None:

@@ -17,6 +17,7 @@ import signal
 import sys
 
 import jax
+import numpy as np
 from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
@@ -109,6 +110,13 @@ class Preemption:
     if multihost_utils.reached_preemption_sync_point(step):
       self.requested = True
     return self.requested
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process when `flag` is true on any (a collective: all processes call it)."""
+  if jax.process_count() == 1:
+    return flag
+  return bool(multihost_utils.process_allgather(np.asarray(flag, np.int32)).any())
 
 
 def warn(msg: str) -> None:

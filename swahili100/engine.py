@@ -17,6 +17,7 @@ past an unreadable checkpoint), the NaN/Inf guard, and evaluation hooks at eval 
 import copy
 import dataclasses
 import functools
+import shlex
 import shutil
 import sys
 import time
@@ -200,7 +201,7 @@ def run(config, workdir: str, make_task: Callable[[Any], Task],
     return 0
   if distributed.is_main():  # written only once the resume point is known to be valid
     fs.write_text(fs.join(workdir, "config.json"), record.to_json_best_effort(indent=2) + "\n")
-  with jax.set_mesh(mesh), distributed.Preemption() as preempt:
+  with jax.set_mesh(mesh), distributed.Preemption() as preempt, checkpoint.quiet_saves():
     attempt = _Run(config, workdir, task, mesh, mngr, start, record)
     try:
       return attempt.train(preempt)
@@ -222,6 +223,14 @@ def check_free_space(workdir: str, abstract, t_cfg) -> None:
                      "one being written): free space, or lower --config.train.keep_last")
 
 
+def _command_line() -> str:
+  """This process's command as it was typed (`swahili100 train ...`, `python -m ...`)."""
+  python, *argv = sys.orig_argv
+  if argv and argv[0] != "-m":
+    argv[0] = fs.Path(argv[0]).name   # the console script, without the venv's path
+  return shlex.join(argv if argv and argv[0] != "-m" else ["python", *argv])
+
+
 class _Run:
   """One attempt of a run: its state (restored or initialised), logs and loop."""
 
@@ -234,6 +243,7 @@ class _Run:
     shardings = prog.shardings
     check_free_space(workdir, prog.abstract, t_cfg)
     self.timeout = float(t_cfg.get("barrier_timeout_s", 1800))
+    self.saving = None   # the step of the last save asked for
     self.batches = iter(task.dataset(jax.process_index(), jax.process_count()))
     restored = None
     if start is not None:
@@ -280,8 +290,8 @@ class _Run:
     """Every exit: logs flushed, checkpoints written, Grain's worker processes stopped."""
     self.progress.close()
     self.log.close()
-    self.mngr.wait_until_finished()
-    self.mngr.close()
+    if checkpoint.save_error(self.mngr, self.saving, wait=True) is None:  # else: reported
+      self.mngr.close()
     if hasattr(self.batches, "close"):
       self.batches.close()
 
@@ -305,7 +315,26 @@ class _Run:
     meta = {"step": step, "seed": self.config.train.seed,
             "shuffle_seed": self.config.data.shuffle_seed}
     checkpoint.save(self.mngr, step, self.state, meta, self.batches.get_state(), force=True)
+    self.saving = step
     return -1
+
+  def save_failed(self, step: int, wait: bool = False) -> int | None:
+    """SAVE_FAILED, after one message, when a save of this process (or of any, with several)
+    has failed; None otherwise. Every process calls it at the same steps."""
+    error = checkpoint.save_error(self.mngr, self.saving, wait)
+    if not distributed.any_process(error is not None):
+      return None
+    self.mngr.reload()
+    last = self.mngr.latest_step()
+    where = f"{self.workdir}/checkpoints/{last}" if last is not None else "none saved yet"
+    what = (f"{checkpoint.cause(error)} ({type(error).__name__}: {str(error)[:200]})"
+            if error is not None else "another process's save failed")
+    print(f"\nERROR: process {jax.process_index()}: saving a checkpoint to {self.workdir} failed: "
+          f"{what}.\nStopped at step {step}. Last good checkpoint: {where}. Free space or fix "
+          "the storage (or move the workdir), then run the same command to resume from it:\n  "
+          + _command_line(),
+          file=sys.stderr, flush=True)
+    return checkpoint.SAVE_FAILED
 
   def nan_exit(self, bad: int) -> int:
     self.mngr.wait_until_finished()
@@ -329,6 +358,9 @@ class _Run:
         compile_s = time.perf_counter() - t_last
         t_last, step_last = time.perf_counter(), done
       if done % t_cfg.log_every == 0 or done == t_cfg.num_steps:  # the only host syncs
+        failed = self.save_failed(done)
+        if failed:
+          return failed
         m = jax.device_get(m)
         if int(self.state.first_bad) >= 0:
           return self.nan_exit(int(self.state.first_bad))
@@ -347,17 +379,24 @@ class _Run:
         self.evaluate(done)
       stop = preempt.reached(done)
       if stop or done % t_cfg.checkpoint_every == 0 or done == t_cfg.num_steps:
+        failed = self.save_failed(done, wait=True)   # Orbax would wait for the last save anyway
+        if failed:
+          return failed
         bad = self.save(done)
         if bad >= 0:
           return self.nan_exit(bad)
       if stop:
-        self.mngr.wait_until_finished()
+        failed = self.save_failed(done, wait=True)
+        if failed:
+          return failed
         if self.is_main:
           print(f"\npreemption: saved {self.workdir}/checkpoints/{done}; exiting 0 "
                 "(rerun the same command to resume)", flush=True)
         return 0
     self.evaluate(t_cfg.num_steps)
-    self.mngr.wait_until_finished()
+    failed = self.save_failed(t_cfg.num_steps, wait=True)
+    if failed:
+      return failed
     if self.is_main:
       print(f"done: {self.workdir}/checkpoints/{self.mngr.latest_step()}", flush=True)
     return 0

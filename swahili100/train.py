@@ -60,11 +60,14 @@ def main(argv: list[str] | None = None) -> int:
   try:
     config, workdir, resume = parse_args(argv)
     host_memory.reexec(host_memory.policy(config.train), command_line)
-    return run(config, workdir, resume)
+    code = run(config, workdir, resume)
   except (config_lib.ConfigError, records.RecordsError, checkpoint.CheckpointError,
           evals.EvalDataError, fs.StorageError) as e:
     print(f"swahili100 train: error: {e}", file=sys.stderr)
     return 2
+  if code == checkpoint.SAVE_FAILED and command_line:
+    checkpoint.exit_after_failed_save(code)
+  return code
 
 
 if __name__ == "__main__":

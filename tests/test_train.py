@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -326,3 +327,45 @@ def test_cpu_only_machine_starts_quietly(monkeypatch, run12, caplog):
   with caplog.at_level(logging.WARNING):
     assert checkpoint.latest_step(run12[0]) == 12
   assert not [r for r in caplog.records if "read_only" in r.getMessage()]
+
+
+def _limit_file_size(nbytes):
+  """A child's files cannot grow past `nbytes`: writes fail with EFBIG ('File too large') as a
+  full disk fails them with ENOSPC, without root or a mount."""
+  def limit():
+    import resource
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # an error from write(), not a signal death
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+  return limit
+
+
+def test_a_failed_save_stops_once_and_the_run_resumes_exactly(run12, tiny_records, tmp_path):
+  """A save the storage refuses stops the run with exit 3 and one short message (the cause, the
+  workdir, the last good checkpoint, the command to resume): no traceback. The next start
+  resumes from that checkpoint and logs the uninterrupted run's losses, bit for bit."""
+  workdir, config = run12
+  longer = {"train.num_steps": 24, "train.checkpoint_every": 6, "train.keep_last": 5}
+  ref, failing = str(tmp_path / "ref"), str(tmp_path / "failing")
+  shutil.copytree(workdir, ref)
+  shutil.copytree(workdir, failing)
+  cmd = _train_cmd(tiny_records, failing, **longer)
+  # 16 kB: every save fails (its metadata and data files are larger); logs and config.json fit
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                       preexec_fn=_limit_file_size(16_000))
+  text = out.stdout + out.stderr
+  assert out.returncode == checkpoint.SAVE_FAILED, text[-3000:]
+  lines = out.stderr.strip().splitlines()
+  after = len(lines) - max(i for i, line in enumerate(lines) if line.startswith("step "))
+  assert "Traceback" not in text and after <= 6, out.stderr
+  assert "File too large" in out.stderr and f"{failing}/checkpoints/12" in out.stderr, out.stderr
+  assert re.search(r"Stopped at step (1[89]|2[0-4])\.", out.stderr), out.stderr
+  assert f"python -m swahili100.train --config" in out.stderr   # the command that resumes
+  assert _steps(failing) == [6, 12]
+  resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"resumed from {failing}/checkpoints/12" in resumed.stdout
+  assert subprocess.run(_train_cmd(tiny_records, ref, **longer), cwd=REPO,
+                        capture_output=True, timeout=300).returncode == 0
+  want, got = _losses(ref), _losses(failing)
+  assert [got[s] for s in range(13, 25) if s in want] == [want[s] for s in range(13, 25) if s in want]
+  assert max(want) == 24

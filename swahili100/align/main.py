@@ -105,11 +105,14 @@ def main(argv: list[str] | None = None) -> int:
   try:
     config = config_for(args, overrides)
     host_memory.reexec(host_memory.policy(config.train), command_line)
-    return engine.run(config, args.workdir, task_for, args.resume)
+    code = engine.run(config, args.workdir, task_for, args.resume)
   except (config_lib.ConfigError, checkpoint.CheckpointError, align_data.AlignDataError,
           fs.StorageError) as e:
     print(f"swahili100 align: error: {e}", file=sys.stderr)
     return 2
+  if code == checkpoint.SAVE_FAILED and command_line:
+    checkpoint.exit_after_failed_save(code)
+  return code
 
 
 if __name__ == "__main__":
