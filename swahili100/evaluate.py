@@ -25,9 +25,9 @@ import sys
 import jax
 from flax import nnx
 
-from swahili100 import checkpoint, config_lib, fs, inference, lm, loader, records, sharding
+from swahili100 import (checkpoint, config_lib, fs, inference, lm, loader, quantized, records,
+                        sharding)
 from swahili100.evals import EvalDataError, bpb, compare, datasets, harness, scoring, tasks
-from swahili100.export import quantize
 
 
 def parse_args(argv):
@@ -69,7 +69,7 @@ def check_data(names, specs, harness_mode):
 
 def _step(path: str):
   workdir, step = config_lib.split_path(path)
-  if step is None and not quantize.is_quantized(path):
+  if step is None and not quantized.is_quantized(path):
     step = checkpoint.latest_step(workdir)
   return step
 

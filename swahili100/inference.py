@@ -5,15 +5,15 @@
     config, model = inference.load("runs/base-int4")           # `swahili100 quantize` output
 
 Evaluation, generation and export call this; the checkpoint module knows nothing of
-quantization, whose loader lives with the quantizer and is imported only for such a folder.
+quantization, whose folder format and reader are `quantized.py` (the quantizer, a phase above,
+writes it).
 """
 
-from swahili100 import checkpoint, config_lib
-from swahili100.export import quantize
+from swahili100 import checkpoint, config_lib, quantized
 
 
 def load(path: str, mesh=None):
   """(config, model) of `path`; a quantized folder loads as its quantized model."""
-  if quantize.is_quantized(path):
-    return quantize.load_quantized(config_lib.split_path(path)[0])
+  if quantized.is_quantized(path):
+    return quantized.load(config_lib.split_path(path)[0])
   return checkpoint.load_model(path, mesh)

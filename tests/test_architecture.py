@@ -18,11 +18,11 @@ LAYERS = [
     ["lm", "flops", "optim", "sharding", "loader", "distributed", "metrics", "tracking",
      "align.chat"],
     # 4 checkpoints and the evaluation library (functions of a model, never of the loop)
-    ["checkpoint", "align.datasets", "evals", "evals.bpb", "evals.scoring", "evals.datasets",
+    ["checkpoint", "quantized", "inference", "align.datasets", "evals", "evals.bpb", "evals.scoring", "evals.datasets",
      "evals.compare", "evals.tasks"],
     ["engine"],
     # 6 phases: one command each, and the helpers only they use
-    ["train", "evaluate", "generate", "align", "align.main", "inference", "aot", "preflight",
+    ["train", "evaluate", "generate", "align", "align.main", "aot", "preflight",
      "hf_import",
      "report", "sweep", "ladder", "demo", "evals.harness", "evals.lm_eval_tasks.utils", "export",
      "export.main", "export.hf", "export.onnx_export", "export.gguf_export", "export.check_gguf",

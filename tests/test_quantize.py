@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from swahili100 import checkpoint, evaluate, generate, inference
+from swahili100 import checkpoint, evaluate, generate, inference, quantized
 from swahili100.evals import bpb
 from swahili100.export import quantize
 from tests.test_export_hf import export_config, random_model
@@ -17,16 +17,16 @@ from tests.test_export_hf import export_config, random_model
 
 def test_pack_unpack_roundtrip():
   q = np.random.RandomState(0).randint(0, 16, (64, 5)).astype(np.uint8)
-  packed = quantize.pack_int4(q)
+  packed = quantized.pack_int4(q)
   assert packed.shape == (32, 5) and packed.dtype == np.uint8
-  np.testing.assert_array_equal(quantize.unpack_int4(packed), q)
-  np.testing.assert_array_equal(np.asarray(quantize.unpack_int4(jnp.asarray(packed))), q)
+  np.testing.assert_array_equal(quantized.unpack_int4(packed), q)
+  np.testing.assert_array_equal(np.asarray(quantized.unpack_int4(jnp.asarray(packed))), q)
 
 
 @pytest.mark.parametrize("bits,method", [(4, "rtn"), (4, "mse"), (8, "rtn")])
 def test_dequantized_kernel_error_is_within_half_a_step(bits, method):
   w = np.random.RandomState(1).randn(128, 48).astype(np.float32)
-  lin = quantize.QuantLinear.from_kernel(w, bits, 64, method)
+  lin = quantize.quantize_linear(w, bits, 64, method)
   deq = np.asarray(lin.dequantized_kernel())
   step = np.repeat(np.asarray(lin.scale[...]), 64, axis=0)  # [I, O] scale per element
   err = np.abs(deq - w)
@@ -40,7 +40,7 @@ def test_dequantized_kernel_error_is_within_half_a_step(bits, method):
 
 def test_mse_clip_search_never_worse_than_rtn():
   w = np.random.RandomState(3).standard_t(3, (256, 64)).astype(np.float32)  # heavy tails
-  errs = {m: np.linalg.norm(np.asarray(quantize.QuantLinear.from_kernel(w, 4, 64, m)
+  errs = {m: np.linalg.norm(np.asarray(quantize.quantize_linear(w, 4, 64, m)
                                        .dequantized_kernel()) - w) for m in ("rtn", "mse")}
   assert errs["mse"] < errs["rtn"]
 
@@ -73,12 +73,12 @@ def test_quantize_cli_report_load_and_generate(tiny_records, tmp_path, capsys):
   assert report["quant_weight_bytes"] < 0.6 * report["float_weight_bytes"]
 
   qconfig, qmodel = inference.load(out)  # dispatches on the `quant` block
-  assert quantize.is_quantized(out) and not quantize.is_quantized(workdir)
+  assert quantized.is_quantized(out) and not quantized.is_quantized(workdir)
   with pytest.raises(checkpoint.CheckpointError, match="not a training run"):
     checkpoint.load_params(out, None)   # a training-only loader refuses it, by name
   assert qconfig.quant.bits == 4 and qconfig.quant.group_size == 64
-  assert isinstance(qmodel.layers[1].mlp.down_proj, quantize.QuantLinear)
-  assert isinstance(qmodel.lm_head, quantize.QuantLinear)
+  assert isinstance(qmodel.layers[1].mlp.down_proj, quantized.QuantLinear)
+  assert isinstance(qmodel.lm_head, quantized.QuantLinear)
   assert qmodel.layers[0].attn.q_proj.qweight[...].dtype == jnp.uint8
   assert qmodel.layers[0].attn.q_proj.qweight[...].shape == (config.model.d_model // 2,
                                                              4 * config.model.head_dim)
@@ -124,7 +124,7 @@ def test_gptq_lowers_output_error_on_correlated_inputs():
       q, scale, zero = quantize.quantize_kernel_gptq(w, H, 4, 64, grid="rtn")
     else:
       q, scale, zero = quantize.quantize_kernel(w, 4, 64, "rtn")
-    deq = np.asarray(quantize.QuantLinear(quantize.pack_int4(q), scale, zero, 4, 64)
+    deq = np.asarray(quantized.QuantLinear(quantized.pack_int4(q), scale, zero, 4, 64)
                      .dequantized_kernel())
     out_err[method] = np.linalg.norm(X @ (deq - w))
   assert out_err["gptq"] < 0.8 * out_err["rtn"]
@@ -136,6 +136,6 @@ def test_gptq_model_calibrates_on_training_batches(tiny_records):
   ids = jnp.asarray(np.random.RandomState(0).randint(0, config.model.vocab_size, (2, 16)))
   want = np.asarray(model(ids))
   quantize.quantize_model(model, 8, 64, "gptq", calib_batches=quantize.train_batches(config, 2))
-  assert isinstance(model.layers[0].attn.q_proj, quantize.QuantLinear)
+  assert isinstance(model.layers[0].attn.q_proj, quantized.QuantLinear)
   got = np.asarray(model(ids))
   assert 0 < np.abs(got - want).max() < 0.05 * np.abs(want).max()

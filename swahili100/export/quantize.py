@@ -15,7 +15,7 @@ compensation with input Hessians from `--calib-batches` training batches.
 
 The output folder holds `config.json` (the run's config plus a `quant` block),
 `quantized.safetensors` and `quant_report.json` (validation loss and bits-per-byte before and
-after). `inference.load(folder)` sees the `quant` block and calls `load_quantized`, so
+after). `inference.load(folder)` sees the `quant` block and calls `quantized.load`, so
 `swahili100 generate/evaluate --checkpoint folder` run the quantized model directly.
 """
 
@@ -31,34 +31,11 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from swahili100 import checkpoint, config_lib, fs, loader
-from swahili100 import model as model_lib
+from swahili100 import checkpoint, loader, quantized
 from swahili100.evals import bpb
 
-WEIGHTS = "quantized.safetensors"
 REPORT = "quant_report.json"
-ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP = ("gate_proj", "up_proj", "down_proj")
 CLIP_RATIOS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
-
-
-class QuantWeight(nnx.Param):
-  """Quantized codes, scales and zero points. A `Param` subclass so that code which splits a
-  model with `nnx.split(model, nnx.Param)` (evaluate, the train eval step) carries them; a
-  quantized model is for inference only and is never trained."""
-
-
-def pack_int4(q_IO: np.ndarray) -> np.ndarray:
-  """[I, O] codes in 0..15 -> [I/2, O] uint8 (row 2i in the low nibble, 2i+1 in the high)."""
-  q = q_IO.astype(np.uint8)
-  return (q[0::2] | (q[1::2] << 4)).astype(np.uint8)
-
-
-def unpack_int4(p_HN):
-  """[I/2, O] uint8 -> [I, O] uint8 codes (jnp or np)."""
-  xp = jnp if isinstance(p_HN, jax.Array) else np
-  lo, hi = p_HN & 0xF, p_HN >> 4
-  return xp.stack([lo, hi], axis=1).reshape(-1, p_HN.shape[-1])
 
 
 def quantize_kernel(w_IO: np.ndarray, bits: int, group_size: int, method: str = "rtn"):
@@ -134,80 +111,31 @@ def calibration_hessians(model, batches, paths) -> dict[tuple[str, ...], np.ndar
       sums[self.key][1] += x_ND.shape[0]
       return self.lin(x)
 
-  originals = {p: _get(model, p) for p in paths}
+  originals = {p: quantized.get_path(model, p) for p in paths}
   for p, lin in originals.items():
-    _set(model, p, Recorder(lin, p))
+    quantized.set_path(model, p, Recorder(lin, p))
   try:
     for b in batches:
       model(jnp.asarray(b["inputs"]), segment_ids_BT=jnp.asarray(b["segment_ids"]),
             positions_BT=jnp.asarray(b["positions"]))
   finally:
     for p, lin in originals.items():
-      _set(model, p, lin)
+      quantized.set_path(model, p, lin)
   return {p: h / max(n, 1) for p, (h, n) in sums.items()}
 
 
-class QuantLinear(nnx.Module):
-  """Drop-in for a bias-free `nnx.Linear`: y = x @ dequant(W); W = (q - zero) * scale."""
-
-  def __init__(self, qweight, scale, zero, bits: int, group_size: int, dtype=jnp.float32):
-    self.qweight = QuantWeight(jnp.asarray(qweight))
-    self.scale = QuantWeight(jnp.asarray(scale, jnp.float32))
-    self.zero = QuantWeight(jnp.asarray(zero, jnp.uint8))
-    self.bits, self.group_size, self.dtype = bits, group_size, dtype
-
-  @classmethod
-  def from_kernel(cls, w_IO, bits, group_size, method="rtn", dtype=jnp.float32):
-    q, scale, zero = quantize_kernel(np.asarray(w_IO), bits, group_size, method)
-    return cls(pack_int4(q) if bits == 4 else q, scale, zero, bits, group_size, dtype)
-
-  @classmethod
-  def empty(cls, d_in, d_out, bits, group_size, dtype=jnp.float32):
-    rows = d_in // 2 if bits == 4 else d_in
-    n_groups = d_in // group_size
-    return cls(np.zeros((rows, d_out), np.uint8), np.zeros((n_groups, d_out), np.float32),
-               np.zeros((n_groups, d_out), np.uint8), bits, group_size, dtype)
-
-  def dequantized_kernel(self):
-    q = self.qweight[...]
-    q_IO = unpack_int4(q) if self.bits == 4 else q
-    d_in, d_out = q_IO.shape
-    g = self.group_size
-    w = (q_IO.reshape(d_in // g, g, d_out).astype(jnp.float32)
-         - self.zero[...][:, None].astype(jnp.float32)) * self.scale[...][:, None]
-    return w.reshape(d_in, d_out)
-
-  def __call__(self, x):
-    w_IO = self.dequantized_kernel().astype(self.dtype)
-    return jnp.dot(x.astype(self.dtype), w_IO)
-
-
-def linear_paths(config_model) -> list[tuple[str, ...]]:
-  c = model_lib.ModelConfig.from_any(config_model)
-  out = []
-  for i in range(c.num_layers):
-    out += [("layers", str(i), "attn", n) for n in ATTN]
-    out += [("layers", str(i), "mlp", n) for n in MLP
-            if n != "gate_proj" or c.mlp_act == "swiglu"]  # relu2 has no gate
-  return out
-
-
-def _get(module, path):
-  for p in path:
-    module = module[int(p)] if p.isdigit() else getattr(module, p)
-  return module
-
-
-def _set(module, path, value):
-  parent = _get(module, path[:-1])
-  setattr(parent, path[-1], value)
+def quantize_linear(w_IO, bits: int, group_size: int, method: str = "rtn", dtype=jnp.float32):
+  """A `QuantLinear` holding `w_IO` quantized by `method` (rtn or mse)."""
+  q, scale, zero = quantize_kernel(np.asarray(w_IO), bits, group_size, method)
+  return quantized.QuantLinear(quantized.pack_int4(q) if bits == 4 else q, scale, zero, bits,
+                               group_size, dtype)
 
 
 def quantize_model(model, bits: int, group_size: int, method: str = "rtn",
                    lm_head: bool = False, calib_batches=None):
-  """Swaps the projections (and lm_head if asked) of `model` for QuantLinear, in place.
+  """Swaps the projections (and lm_head if asked) of `model` for `QuantLinear`s, in place.
   `method` gptq needs `calib_batches` (packed training batches) for its Hessians."""
-  paths = linear_paths(model.config)
+  paths = quantized.linear_paths(model.config)
   if lm_head and not model.config.tie_embeddings:
     paths.append(("lm_head",))
   if method == "gptq":
@@ -215,15 +143,16 @@ def quantize_model(model, bits: int, group_size: int, method: str = "rtn",
       raise ValueError("--method gptq needs calibration batches (--calib-batches > 0)")
     hessians = calibration_hessians(model, calib_batches, paths)
   for path in paths:
-    lin = _get(model, path)
+    lin = quantized.get_path(model, path)
     if method == "gptq":
       q, scale, zero = quantize_kernel_gptq(np.asarray(lin.kernel[...]), hessians[path], bits,
                                             group_size)
-      new = QuantLinear(pack_int4(q) if bits == 4 else q, scale, zero, bits, group_size,
+      new = quantized.QuantLinear(quantized.pack_int4(q) if bits == 4 else q, scale, zero, bits,
+                                  group_size,
                         model.dtype)
     else:
-      new = QuantLinear.from_kernel(lin.kernel[...], bits, group_size, method, model.dtype)
-    _set(model, path, new)
+      new = quantize_linear(lin.kernel[...], bits, group_size, method, model.dtype)
+    quantized.set_path(model, path, new)
   return model
 
 
@@ -241,7 +170,7 @@ def _float_paths(model) -> list[tuple[str, ...]]:
   paths = [("embed", "embedding"), ("final_norm", "scale")]
   for i in range(model.config.num_layers):
     paths += [("layers", str(i), "attn_norm", "scale"), ("layers", str(i), "mlp_norm", "scale")]
-  if not model.config.tie_embeddings and not isinstance(model.lm_head, QuantLinear):
+  if not model.config.tie_embeddings and not isinstance(model.lm_head, quantized.QuantLinear):
     paths.append(("lm_head", "kernel"))
   return paths
 
@@ -249,45 +178,21 @@ def _float_paths(model) -> list[tuple[str, ...]]:
 def save_quantized(model, config, out_dir: str, quant: dict) -> None:
   from safetensors.numpy import save_file  # noqa: PLC0415
   os.makedirs(out_dir, exist_ok=True)
-  tensors = {".".join(p): np.asarray(_get(model, p)[...]) for p in _float_paths(model)}
-  for path in linear_paths(model.config) + [("lm_head",)]:
+  tensors = {".".join(p): np.asarray(quantized.get_path(model, p)[...])
+             for p in _float_paths(model)}
+  for path in quantized.linear_paths(model.config) + [("lm_head",)]:
     try:
-      lin = _get(model, path)
+      lin = quantized.get_path(model, path)
     except AttributeError:
       continue
-    if isinstance(lin, QuantLinear):
+    if isinstance(lin, quantized.QuantLinear):
       for name in ("qweight", "scale", "zero"):
         tensors[".".join(path + (name,))] = np.asarray(getattr(lin, name)[...])
-  save_file(tensors, os.path.join(out_dir, WEIGHTS))
+  save_file(tensors, os.path.join(out_dir, quantized.WEIGHTS))
   cfg = ml_collections.ConfigDict(config.to_dict())
   cfg.quant = ml_collections.ConfigDict(quant)
   with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
     f.write(cfg.to_json(indent=2))
-
-
-def is_quantized(path: str) -> bool:
-  """True for a folder this module wrote (its config.json has a `quant` section)."""
-  workdir, _ = config_lib.split_path(path)
-  return fs.exists(fs.join(workdir, "config.json")) and "quant" in checkpoint.load_config(workdir)
-
-
-def load_quantized(path: str):
-  """(config, model) of a folder written by `swahili100 quantize`."""
-  from safetensors.numpy import load_file  # noqa: PLC0415
-  cfg_path = os.path.join(path, "config.json")
-  if not os.path.exists(os.path.join(path, WEIGHTS)):
-    raise FileNotFoundError(f"{path}/{WEIGHTS} not found: not a `swahili100 quantize` folder")
-  config = config_lib.from_json(cfg_path)
-  q = config.quant
-  model = model_lib.Transformer(config.model, rngs=nnx.Rngs(0))
-  tensors = load_file(os.path.join(path, WEIGHTS))
-  for key in {k.rsplit(".", 1)[0] for k in tensors if k.endswith(".qweight")}:
-    p = tuple(key.split("."))
-    d_in, d_out = _get(model, p).kernel.shape
-    _set(model, p, QuantLinear.empty(d_in, d_out, q.bits, q.group_size, model.dtype))
-  for key, value in tensors.items():
-    _get(model, tuple(key.split(".")))[...] = jnp.asarray(value)
-  return config, model
 
 
 def weight_bytes(model) -> int:
