@@ -112,11 +112,13 @@ class Preemption:
     return self.requested
 
 
-def any_process(flag: bool) -> bool:
-  """True on every process when `flag` is true on any (a collective: all processes call it)."""
+def processes_with(flag: bool) -> list[int]:
+  """The indices of the processes whose `flag` is true, on every process (a collective: all
+  processes call it)."""
   if jax.process_count() == 1:
-    return flag
-  return bool(multihost_utils.process_allgather(np.asarray(flag, np.int32)).any())
+    return [0] if flag else []
+  flags = multihost_utils.process_allgather(np.asarray(flag, np.int32))
+  return [int(i) for i in np.flatnonzero(np.asarray(flags).reshape(-1))]
 
 
 def warn(msg: str) -> None:

@@ -322,13 +322,15 @@ class _Run:
     """SAVE_FAILED, after one message, when a save of this process (or of any, with several)
     has failed; None otherwise. Every process calls it at the same steps."""
     error = checkpoint.save_error(self.mngr, self.saving, wait)
-    if not distributed.any_process(error is not None):
+    failed = distributed.processes_with(error is not None)
+    if not failed:
       return None
     self.mngr.reload()
     last = self.mngr.latest_step()
     where = f"{self.workdir}/checkpoints/{last}" if last is not None else "none saved yet"
     what = (f"{checkpoint.cause(error)} ({type(error).__name__}: {str(error)[:200]})"
-            if error is not None else "another process's save failed")
+            if error is not None else f"the save of process {failed[0]} failed (its message "
+            "says why)")
     print(f"\nERROR: process {jax.process_index()}: saving a checkpoint to {self.workdir} failed: "
           f"{what}.\nStopped at step {step}. Last good checkpoint: {where}. Free space or fix "
           "the storage (or move the workdir), then run the same command to resume from it:\n  "

@@ -7,6 +7,7 @@ Every process is started with the command the TPU VM launcher runs on each worke
 
 import json
 import os
+import re
 import signal
 import shutil
 import socket
@@ -16,6 +17,7 @@ import time
 
 import pytest
 
+import test_train
 from conftest import REPO, tiny_flags
 
 sys.path.insert(0, str(REPO / "launch"))
@@ -45,7 +47,7 @@ def _env(devices: int) -> dict:
 class Job:
   """N processes of one training job; logs in <workdir>.p<i>.log."""
 
-  def __init__(self, workdir, overrides, processes: int, devices: int):
+  def __init__(self, workdir, overrides, processes: int, devices: int, preexec_fn=None):
     self.workdir, self.port = str(workdir), _port()
     self.logs = [f"{workdir}.p{i}.log" for i in range(processes)]
     if processes == 1:
@@ -57,7 +59,8 @@ class Job:
                                  num_processes=processes, process_id=i, python=BIN)
                for i in range(processes)]
     self.procs = [subprocess.Popen(argv, cwd=REPO, env=_env(devices), stdout=open(log, "w"),
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=preexec_fn)
                   for argv, log in zip(argvs, self.logs)]
 
   def wait(self, timeout: float = 300) -> list:
@@ -202,6 +205,34 @@ def test_sigkill_of_one_process_ends_the_others_and_the_rerun_resumes(tiny_recor
   rerun = _run(tmp_path / "run", _overrides(tiny_records, **{
       "train.num_steps": last + 5, "train.checkpoint_every": 5}), 2, 2)
   assert f"resumed from {rerun.workdir}/checkpoints/{last}" in rerun.output(0)
+
+
+def test_a_failed_save_stops_every_process_once_and_the_job_resumes_exactly(two_runs, tmp_path):
+  """Both processes' saves fail (files over RLIMIT_FSIZE, as on a full shared disk): each stops
+  with exit 3 and the one message, no traceback, at the same step; the job resumes from the last
+  good checkpoint and logs the uninterrupted job's losses."""
+  root, o, tiny_records = two_runs
+  longer = _overrides(tiny_records, **{"train.num_steps": 16, "train.checkpoint_every": 4,
+                                       "train.keep_last": 5})
+  ref, failing = tmp_path / "ref", tmp_path / "failing"
+  shutil.copytree(root / "two", ref)
+  shutil.copytree(root / "two", failing)
+  job = Job(failing, longer, 2, 2, preexec_fn=test_train._limit_file_size(16_000))
+  try:
+    rcs = job.wait(300)
+  finally:
+    job.kill()
+  outs = [job.output(i) for i in range(2)]
+  assert rcs == [3, 3], (rcs, [out[-2000:] for out in outs])
+  stops = [re.search(r"Stopped at step (\d+)\. Last good checkpoint: (\S+)\.", out) for out in outs]
+  assert all(stops) and stops[0].groups() == stops[1].groups(), outs
+  assert stops[0].group(2) == f"{failing}/checkpoints/8"
+  assert all("Traceback" not in out for out in outs) and "File too large" in outs[0], outs
+  assert "File too large" in outs[1] or "the save of process 0 failed" in outs[1], outs[1]
+  _run(failing, longer, 2, 2)
+  _run(ref, longer, 2, 2)
+  want, got = _losses(ref), _losses(failing)
+  assert [got[s] for s in range(9, 17)] == [want[s] for s in range(9, 17)]
 
 
 @pytest.mark.slow
