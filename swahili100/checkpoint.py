@@ -307,10 +307,23 @@ def load_params(path: str, abstract_params):
     if step is None or step not in mngr.all_steps():
       raise CheckpointError(f"no complete checkpoint {step if step is not None else ''} under "
                             f"{directory}; train first")
-    return mngr.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_params))).params
+    try:
+      return mngr.restore(step, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(abstract_params))).params
+    except Exception as e:  # noqa: BLE001 (tensorstore/Orbax raise many types for a bad file)
+      raise _unreadable(directory, step, [s for s in mngr.all_steps() if s < step], e) from e
   finally:
     mngr.close()
+
+
+def _unreadable(directory: str, step: int, older: list[int], e: Exception) -> CheckpointError:
+  """Refuses, by name, to read a damaged step's weights, and offers the newest older step.
+  Not a silent fallback: what evaluate/export/generate/quantize write names the weights they
+  used, and a model card must not describe step N with step N - k's numbers."""
+  offer = (f"use the step before: {directory}/{max(older)}" if older
+           else "no older step exists; retrain or restore the folder from a copy")
+  return CheckpointError(f"{directory}/{step} is unreadable ({type(e).__name__}: "
+                         f"{cause(e)}); {offer} (a training run resumes past it by itself)")
 
 
 def load_model(path: str, mesh: jax.sharding.Mesh | None = None):

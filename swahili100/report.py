@@ -9,6 +9,10 @@ per run. The pipeline folder (raw/ cleaned/ deduped/ filtered/ records/, each wi
 defaults to the parent of the first run's `config.data.records_dir`. Evaluation files are each
 run's `eval.json` plus every `--eval FILE`. The page states only what these files record.
 
+A ladder folder (`swahili100 ladder --workdir W`, holding ladder.json) renders as the ladder's
+page instead: `swahili100 report W --output DIR` gives its fit with intervals, the held-out run,
+the predictions, the runs and the ladder's plots.
+
 The plotting helpers (`plot_curves`, `plot_sweep`, `save_png`, ...) are also the sweep's.
 """
 
@@ -491,8 +495,71 @@ def render_html(markdown: str, images: dict[str, bytes]) -> str:
           f"<style>{CSS}</style></head>\n<body>\n{body}</body></html>\n")
 
 
+LADDER = "ladder.json"
+
+
+def _interval(entry: dict) -> str:
+  lo, hi = entry.get("interval") or (None, None)
+  return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def ladder_markdown(ladder: dict, pngs: list[str]) -> str:
+  """The ladder's page: what ladder.json records, nothing more."""
+  fit, hold = ladder.get("fit") or {}, ladder.get("holdout") or {}
+  out = ["# Swahili-100 scaling ladder", "",
+         f"L(N, D) = E + A / N^alpha + B / D^beta, fitted on {fit.get('runs')} runs with "
+         f"{fit.get('bootstrap')} bootstrap resamples (90 % intervals); N = {fit.get('N')}, "
+         f"D = {fit.get('D')}, L = {fit.get('L')}.", "", "## Fit", "",
+         md_table(["parameter", "value", "90 % interval"],
+                  [[k, fit[k]["value"], _interval(fit[k])]
+                   for k in ("E", "A", "alpha", "B", "beta", "a", "b") if k in fit])]
+  out += ["", "`a`, `b`: the compute-optimal N and D grow as C^a and C^b."]
+  if hold:
+    out += ["", "## Held-out run", "",
+            md_table(["run", "N", "D", "predicted bits/byte", "90 % interval", "measured",
+                      "inside"],
+                     [[hold.get("name"), hold.get("N"), hold.get("D"), hold.get("predicted_bpb"),
+                       _interval(hold), hold.get("measured_bpb"), hold.get("inside")]])]
+  rows = [[q.get("spec") or f"budget {fmt(q.get('budget'))}",
+           q.get("N", (q.get("optimal") or {}).get("N")),
+           q.get("D", (q.get("optimal") or {}).get("D")),
+           q.get("depth", (q.get("optimal") or {}).get("depth")), q.get("predicted_bpb"),
+           _interval(q)] for q in ladder.get("predict") or []]
+  if rows:
+    out += ["", "## Predictions", "", md_table(["asked", "N", "D", "depth", "bits/byte",
+                                                 "90 % interval"], rows)]
+  out += ["", "## Runs", "",
+          md_table(["run", "depth", "budget (FLOPs)", "tokens", "parameters", "non-embedding",
+                    "bits/byte", "held out"],
+                   [[r.get("name"), r.get("depth"), r.get("budget"), r.get("tokens"),
+                     r.get("params"), r.get("params_non_embedding"), r.get("bpb"),
+                     r.get("holdout")] for r in ladder.get("runs") or []])]
+  if pngs:
+    out += ["", "## Plots", ""] + [f"![{name[:-4].replace('_', ' ')}]({name})\n"
+                                   for name in pngs]
+  return "\n".join(out) + "\n"
+
+
+def build_ladder(folder, output) -> epath.Path:
+  """The ladder page of `folder` (its ladder.json and plots/) into `output`."""
+  folder, out = epath.Path(folder), epath.Path(output)
+  out.mkdir(parents=True, exist_ok=True)
+  ladder = json.loads((folder / LADDER).read_text())
+  images = {}
+  for png in sorted((folder / "plots").glob("*.png")) if (folder / "plots").exists() else []:
+    images[png.name] = png.read_bytes()
+    (out / png.name).write_bytes(images[png.name])
+  markdown = ladder_markdown(ladder, list(images))
+  (out / "report.md").write_text(markdown)
+  page = out / "report.html"
+  page.write_text(render_html(markdown, images))
+  return page
+
+
 def build(run_paths, output, pipeline=None, eval_files=()) -> epath.Path:
   """Writes report.html, report.md and the PNGs into `output`; returns report.html's path."""
+  if len(run_paths) == 1 and (epath.Path(run_paths[0]) / LADDER).exists():
+    return build_ladder(run_paths[0], output)
   runs = [load_run(p, n) for p, n in zip(run_paths, _unique_names(run_paths))]
   out = epath.Path(output)
   out.mkdir(parents=True, exist_ok=True)
@@ -531,7 +598,8 @@ def build(run_paths, output, pipeline=None, eval_files=()) -> epath.Path:
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   p = argparse.ArgumentParser(prog="swahili100 report", description=__doc__.splitlines()[0])
-  p.add_argument("runs", nargs="+", help="run folders (swahili100 train --workdir)")
+  p.add_argument("runs", nargs="+", help="run folders (swahili100 train --workdir), or one "
+                 "ladder folder (swahili100 ladder --workdir)")
   p.add_argument("--output", required=True, help="folder for report.html, report.md, *.png")
   p.add_argument("--pipeline", default=None,
                  help="folder holding raw/ cleaned/ deduped/ filtered/ records/ "

@@ -6,7 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from swahili100 import config_lib, ladder
+from swahili100 import config_lib, ladder, report
+
+import test_report
 from tests.conftest import REPO
 
 TRUE = {"E": 0.9, "A": 40.0, "alpha": 0.35, "B": 60.0, "beta": 0.3}
@@ -85,6 +87,15 @@ def test_tiny_ladder_trains_fits_holds_out_and_refits(tiny_records, tmp_path, ca
   assert ladder.main(["--fit-only", wd, "--bootstrap", "50"]) == 0
   again = json.loads((tmp_path / "ladder" / "ladder.json").read_text())
   assert again["fit"]["theta"] == out["fit"]["theta"]
+  # `swahili100 report W` renders the ladder folder: fit, held-out run, plots, in a browser
+  assert report.main([wd, "--output", str(tmp_path / "page")]) == 0
+  md = (tmp_path / "page" / "report.md").read_text()
+  assert "# Swahili-100 scaling ladder" in md and "| alpha |" in md and "## Held-out run" in md
+  assert report.fmt(h["measured_bpb"]) in md and md.count("](") == 3
+  if test_report._chromium():
+    widths, pixels = test_report.in_chromium(tmp_path / "page" / "report.html", tmp_path)
+    assert len(widths) == 3 and all(w > 100 for w in widths), widths
+    assert (pixels.min(axis=-1) < 200).mean() > 0.02
 
 
 def test_grid_too_small_to_fit_is_refused(tmp_path, capsys):

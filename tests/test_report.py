@@ -9,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from swahili100 import report
 
@@ -137,14 +138,12 @@ def _chromium():
   return None
 
 
-@pytest.mark.skipif(_chromium() is None,
-                    reason="no chromium binary (apt-get install -y chromium)")
-def test_page_renders_in_headless_chromium(study, tmp_path):
-  out = _render(study)
+def in_chromium(page, tmp_path):
+  """(decoded width of each image, screenshot pixels) of `page` in headless Chromium."""
   # A copy of the page with a probe that stamps each image's decoded width on it; the report
   # itself carries no script.
-  probe = out / "probe.html"
-  probe.write_text((out / "report.html").read_text().replace(
+  probe = page.parent / "probe.html"
+  probe.write_text(page.read_text().replace(
       "</body>", "<script>window.addEventListener('load', () => { for (const i of "
       "document.images) i.setAttribute('data-decoded', i.complete ? i.naturalWidth : 0); "
       "});</script></body>"))
@@ -153,14 +152,20 @@ def test_page_renders_in_headless_chromium(study, tmp_path):
            "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
            "--virtual-time-budget=10000"]
   shot = tmp_path / "page.png"
-  subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2000",
-                  (out / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
+  subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+                 check=True, capture_output=True, timeout=120)
   dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], check=True, capture_output=True,
                        text=True, timeout=120).stdout
   widths = [int(w) for w in re.findall(r'data-decoded="(\d+)"', dom)]
+  return widths, np.asarray(Image.open(shot).convert("RGB")).astype(int)
+
+
+@pytest.mark.skipif(_chromium() is None,
+                    reason="no chromium binary (apt-get install -y chromium)")
+def test_page_renders_in_headless_chromium(study, tmp_path):
+  out = _render(study)
+  widths, pixels = in_chromium(out / "report.html", tmp_path)
   assert len(widths) == len(PNGS) and all(w > 100 for w in widths), widths
-  from PIL import Image
-  pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
   assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
   assert (pixels.min(axis=-1) < 200).mean() > 0.02  # text, tables and plots, not a blank page
   blue = np.abs(pixels - [31, 119, 180]).sum(axis=-1) < 30  # tab:blue, the first run's line

@@ -12,7 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from swahili100 import checkpoint, generate, host_memory, train
+from swahili100 import checkpoint, evaluate, generate, host_memory, train
+from swahili100.export import main as export_main
+from swahili100.export import quantize
 from swahili100 import evals as evals_lib
 
 from conftest import REPO, tiny_config, tiny_flags
@@ -369,3 +371,25 @@ def test_a_failed_save_stops_once_and_the_run_resumes_exactly(run12, tiny_record
   want, got = _losses(ref), _losses(failing)
   assert [got[s] for s in range(13, 25) if s in want] == [want[s] for s in range(13, 25) if s in want]
   assert max(want) == 24
+
+
+def test_the_phases_refuse_an_unreadable_newest_step_by_name_and_offer_the_one_before(
+    run12, tmp_path, capsys):
+  """evaluate, export, generate and quantize given a run whose newest step is damaged: exit 2,
+  the step named, the step before offered; nothing is silently read from another step."""
+  workdir, _ = run12
+  broken = str(tmp_path / "broken")
+  shutil.copytree(workdir, broken)
+  for root, _, files in os.walk(os.path.join(broken, "checkpoints", "12", "params")):
+    for name in files:
+      if os.path.basename(root) == "d":
+        open(os.path.join(root, name), "wb").close()
+  capsys.readouterr()
+  for main, args in ((generate.main, ["--prompt", "Habari", "--max-new-tokens", "2"]),
+                     (evaluate.main, ["--tasks", "bpb", "--output", str(tmp_path / "e.json")]),
+                     (export_main.main, ["--format", "hf", "--output", str(tmp_path / "hf")]),
+                     (quantize.main, ["--output", str(tmp_path / "q")])):
+    assert main(["--checkpoint", broken, *args]) == 2, main
+    err = capsys.readouterr().err
+    assert f"{broken}/checkpoints/12 is unreadable" in err, err
+    assert f"use the step before: {broken}/checkpoints/6" in err and "Traceback" not in err, err
