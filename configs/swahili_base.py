@@ -25,6 +25,12 @@ Recipe (docs/RESEARCH.md "Recipe"): Muon on the blocks' matrices, AdamW on the e
 Data plan (swahili100 plan-data, docs/RESEARCH.md): FineWeb-2 swh_Latn alone (~3.3 GB, ~0.67B
   tokens at 4.93 bytes/token) at 2.1B tokens is 3.13 epochs, 2.00B effective tokens under
   Muennighoff et al. 2023 (R* = 15.4): inside the ~4 epochs that cost little.
+Predicted (swahili100 ladder, docs/RESEARCH.md "Scaling ladder"): none yet. The quick ladder on
+  sw-news (0.06-1.7M non-embedding parameters, 33k-874k tokens) predicts its own held-out run
+  within 1.3 % (inside a 0.05-wide 90 % interval), but this run is ~50x beyond its largest N and
+  ~2,400x beyond its largest D, and its fit puts alpha at its bound: no interval at this size can
+  be trusted. The size and token count above stand until the :full grid (1e13-1e15 FLOPs, depths
+  3-6, AdamW and Muon) brackets the optimum.
 """
 
 from configs import base

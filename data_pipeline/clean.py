@@ -19,6 +19,9 @@ import re
 import sys
 import unicodedata
 
+import ftfy
+from ftfy import badness, chardata
+
 from data_pipeline import shards
 
 _SCRIPT = re.compile(r"<(script|style|noscript)\b.*?</\1\s*>", re.I | re.S)
@@ -61,11 +64,28 @@ _MAX_BOILERPLATE_LINE = 300
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]{2,}|"
                      r"[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]")   # single spaces stay
 _BLANKS = re.compile(r"\n{3,}")
+# What ftfy.fix_text may change besides mojibake, from its own tables (fixes.py's fixers).
+_FTFY_FIXES = re.compile("[" + "".join(
+    re.escape(chr(c)) for c in sorted({*chardata.LIGATURES, *chardata.WIDTH_MAP,
+                                       *chardata.CONTROL_CHARS, *range(0x80, 0xA0),
+                                       0x0D, 0x1B, 0x2028, 0x2029})) + "\ud800-\udfff]")
+_FTFY_BAD_LINE = re.compile(badness.BADNESS_RE.pattern, badness.BADNESS_RE.flags | re.MULTILINE)
+_FTFY_SEGMENT = ftfy.TextFixerConfig().max_decode_length   # ftfy splits longer lines
+
+
+def _ftfy_would_keep(text: str) -> bool:
+  """True when `ftfy.fix_text` (our settings) provably returns `text` unchanged, checked with
+  ftfy's own tables: no character one of its fixers maps (C1 controls, ligatures, full-width
+  forms, line breaks, surrogates, escapes, controls), already NFC, and no line its badness test
+  flags (the one search runs with `^` at every line start, as ftfy tests line by line; a match
+  across lines only sends the document to ftfy). Most documents pass, and skip ftfy's passes."""
+  return (len(text) <= _FTFY_SEGMENT and not _FTFY_FIXES.search(text)
+          and unicodedata.is_normalized("NFC", text) and not _FTFY_BAD_LINE.search(text))
 
 
 def clean_text(text: str, cfg) -> str:
-  if cfg.fix_mojibake and not text.isascii():   # mojibake needs non-ASCII; ASCII skips ftfy
-    import ftfy
+  # mojibake needs non-ASCII: ASCII skips ftfy, and so does text it would leave as it is
+  if cfg.fix_mojibake and not text.isascii() and not _ftfy_would_keep(text):
     text = ftfy.fix_text(text, normalization="NFC", unescape_html=False, uncurl_quotes=False)
   if cfg.strip_html and "<" in text:
     text = _TAG.sub(" ", _SCRIPT.sub(" ", text))

@@ -40,6 +40,31 @@ def test_nfc_and_mojibake_repair():
   assert c(mojibake) == "Mzee alisema: \u201cTumechoka\u201d. Caf\u00e9 imefungwa."
 
 
+TRICKY = [
+    "Mwalimu alisema \u201cKaribu\u201d \u2013 ng\u2019ombe wa Bw. M\u00fcller.",  # kept as is
+    "Habari\n\u00c3 safi",                  # mojibake at a line start: ftfy's `^` per line
+    "\u00c3 mwanzo wa hati",                 # ... and at the document's start
+    "Cafe\u0301 ya Moshi \u2019",           # not NFC
+    "\ufb01nali ya \uff28abari \u2019",     # a ligature and a full-width letter
+    "mstari\r\nwa pili\u2028tatu\x85 \u2019",  # line breaks ftfy rewrites
+    "\x1b[31mnyekundu\x1b[0m \u2019 \x07",  # terminal escapes and a control character
+    "Caf\u00c3\u00a9 imefungwa \u2019",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_skipping_ftfy_never_changes_what_it_returns(text, monkeypatch):
+  """The fast path skips ftfy only where ftfy would return the text unchanged."""
+  fast = c(text)
+  monkeypatch.setattr(clean, "_ftfy_would_keep", lambda t: False)
+  assert fast == c(text)
+
+
+def test_plain_swahili_with_curly_quotes_skips_ftfy():
+  assert clean._ftfy_would_keep(TRICKY[0])
+  assert not any(clean._ftfy_would_keep(t) for t in TRICKY[1:])
+
+
 def test_zero_width_control_characters_and_whitespace():
   t = "\ufeffHabari\u200b za\u200d asu\u00adbuhi\u0007 \t\u00a0 rafiki\r\n\r\n\r\n\r\nMwisho  wa\u2009barua."
   assert c(t) == "Habari za asubuhi rafiki\n\nMwisho wa barua."
