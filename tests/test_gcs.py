@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO, tiny_flags
 
 gcs_emulator = pytest.importorskip("gcs_emulator")
+fault_proxy = pytest.importorskip("fault_proxy")
 BIN = os.path.join(os.path.dirname(sys.executable), "swahili100")
 
 
@@ -91,3 +92,53 @@ def test_train_sigterm_resume_evaluate_export_all_on_gcs(bucket, tiny_records, t
   names = fs.listdir("gs://bkt/export/hf")
   assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= set(names)
   assert fs.Path("gs://bkt/export/hf/model.safetensors").stat().length > 10_000
+
+
+def test_training_through_a_flaky_bucket_finishes_resumes_evaluates_and_exports(
+    bucket, tiny_records, tmp_path):
+  """A seeded 2 % of the requests to the bucket are answered 503 or 429 or reset: gcsfs's and
+  tensorstore's own retries carry training (with checkpoints), a SIGTERM and its resume,
+  evaluation and export through; the losses equal a local run's bit for bit."""
+  from swahili100 import fs, metrics
+  vocab = tiny_records[2]
+  steps = {"train.num_steps": 16, "train.checkpoint_every": 4}
+  local = str(tmp_path / "local")
+  r = _sw(bucket, "train", "--config", "configs/debug.py", "--workdir", local,
+          *tiny_flags(tiny_records[0], tiny_records[1], vocab, **steps))
+  assert r.returncode == 0, r.stderr[-2000:]
+  remote = tiny_flags("gs://bkt/data/records", "gs://bkt/tokenizer/swahili_bpe.json", vocab,
+                      **steps)
+  workdir = "gs://bkt/runs/flaky"
+  with fault_proxy.serve(bucket, rate=0.02, seed=0) as flaky:
+    log = tmp_path / "cut.log"
+    p = subprocess.Popen([BIN, "train", "--config", "configs/debug.py", "--workdir", workdir,
+                          *remote], cwd=REPO, env={**os.environ, **flaky.env,
+                                                   "JAX_PLATFORMS": "cpu"},
+                         stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+      deadline = time.time() + 300
+      while time.time() < deadline and "step 6/16" not in log.read_text():
+        assert p.poll() is None, log.read_text()[-2000:]
+        time.sleep(0.05)
+      p.send_signal(signal.SIGTERM)
+      assert p.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+      if p.poll() is None:
+        p.kill()
+    r = _sw(flaky.env, "train", "--config", "configs/debug.py", "--workdir", workdir, *remote,
+            timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stdout
+    r = _sw(flaky.env, "evaluate", "--checkpoint", workdir, "--tasks", "bpb", "--output",
+            "gs://bkt/eval/flaky.json", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = _sw(flaky.env, "export", "--checkpoint", workdir, "--format", "hf", "--output",
+            "gs://bkt/export/flaky", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    injected = flaky.injected
+    print("injected", injected, "of", flaky.proxy.requests, "requests")
+  assert sum(injected.values()) >= 10 and len(injected) == 3, injected
+  rows = [row for row in metrics.read_log(workdir) if "loss" in row]
+  want = {row["step"]: row["loss"] for row in metrics.read_log(local) if "loss" in row}
+  assert {row["step"]: row["loss"] for row in rows} == want
+  assert "model.safetensors" in fs.listdir("gs://bkt/export/flaky")
