@@ -44,7 +44,13 @@ def run_processes(n: int, extra: list[str], workdir) -> list[tuple[int, dict, st
             cwd=REPO, env=env, text=True, stdout=out, stderr=err))
     results = []
     for i, p in enumerate(procs):
-      p.wait(timeout=WAIT_S)
+      try:
+        p.wait(timeout=WAIT_S)
+      except subprocess.TimeoutExpired:   # fail with every process's log, never hang
+        pytest.fail(f"preflight process {i} still running after {WAIT_S} s:\n" + "\n".join(
+            f"--- process {j} stderr ---\n{(logs / f'{j}.err').read_text()[-3000:]}"
+            f"\n--- process {j} stdout ---\n{(logs / f'{j}.out').read_text()[-1500:]}"
+            for j in range(n)))
       out, err = (logs / f"{i}.out").read_text(), (logs / f"{i}.err").read_text()
       # gloo chats on stdout too, and may write into the verdict's line: find the verdict itself.
       verdicts = [json.JSONDecoder().raw_decode(ln[ln.index('{"preflight"'):])[0]
