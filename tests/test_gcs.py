@@ -40,6 +40,23 @@ def _sw(env, *args, timeout=300, **kw):
                         capture_output=True, text=True, timeout=timeout, **kw)
 
 
+def _train_until_sigterm(env, workdir, flags, line: str, log, timeout: float) -> None:
+  """`swahili100 train` until `line` is logged, then SIGTERM: it must save and exit 0."""
+  p = subprocess.Popen([BIN, "train", "--config", "configs/debug.py", "--workdir", workdir,
+                        *flags], cwd=REPO, env={**os.environ, **env, "JAX_PLATFORMS": "cpu"},
+                       stdout=open(log, "w"), stderr=subprocess.STDOUT)
+  try:
+    deadline = time.time() + timeout
+    while time.time() < deadline and line not in log.read_text():
+      assert p.poll() is None, log.read_text()[-2000:]
+      time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=timeout) == 0, log.read_text()[-3000:]
+  finally:
+    if p.poll() is None:
+      p.kill()
+
+
 def test_train_sigterm_resume_evaluate_export_all_on_gcs(bucket, tiny_records, tmp_path):
   from swahili100 import fs, metrics
   vocab = tiny_records[2]
@@ -52,19 +69,7 @@ def test_train_sigterm_resume_evaluate_export_all_on_gcs(bucket, tiny_records, t
   assert r.returncode == 0, r.stderr[-2000:]
 
   log = tmp_path / "cut.log"
-  p = subprocess.Popen([BIN, "train", "--config", "configs/debug.py", "--workdir", workdir,
-                        *remote], cwd=REPO, env={**os.environ, **bucket, "JAX_PLATFORMS": "cpu"},
-                       stdout=open(log, "w"), stderr=subprocess.STDOUT)
-  try:
-    deadline = time.time() + 240
-    while time.time() < deadline and "step 8/30" not in log.read_text():
-      assert p.poll() is None, log.read_text()[-2000:]
-      time.sleep(0.05)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=120) == 0, log.read_text()[-2000:]
-  finally:
-    if p.poll() is None:
-      p.kill()
+  _train_until_sigterm(bucket, workdir, remote, "step 8/30", log, timeout=240)
   saved = [int(n) for n in fs.listdir(f"{workdir}/checkpoints") if n.isdigit()]
   assert len(saved) == 1 and 8 <= saved[0] < 30
   r = _sw(bucket, "train", "--config", "configs/debug.py", "--workdir", workdir, *remote)
@@ -111,20 +116,7 @@ def test_training_through_a_flaky_bucket_finishes_resumes_evaluates_and_exports(
   workdir = "gs://bkt/runs/flaky"
   with fault_proxy.serve(bucket, rate=0.02, seed=0) as flaky:
     log = tmp_path / "cut.log"
-    p = subprocess.Popen([BIN, "train", "--config", "configs/debug.py", "--workdir", workdir,
-                          *remote], cwd=REPO, env={**os.environ, **flaky.env,
-                                                   "JAX_PLATFORMS": "cpu"},
-                         stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    try:
-      deadline = time.time() + 300
-      while time.time() < deadline and "step 6/16" not in log.read_text():
-        assert p.poll() is None, log.read_text()[-2000:]
-        time.sleep(0.05)
-      p.send_signal(signal.SIGTERM)
-      assert p.wait(timeout=300) == 0, log.read_text()[-3000:]
-    finally:
-      if p.poll() is None:
-        p.kill()
+    _train_until_sigterm(flaky.env, workdir, remote, "step 6/16", log, timeout=300)
     r = _sw(flaky.env, "train", "--config", "configs/debug.py", "--workdir", workdir, *remote,
             timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]

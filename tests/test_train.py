@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -335,7 +336,6 @@ def _limit_file_size(nbytes):
   """A child's files cannot grow past `nbytes`: writes fail with EFBIG ('File too large') as a
   full disk fails them with ENOSPC, without root or a mount."""
   def limit():
-    import resource
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # an error from write(), not a signal death
     resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
   return limit
