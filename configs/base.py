@@ -84,6 +84,8 @@ def get_config() -> ml_collections.ConfigDict:
   t.keep_last = 2              # newest checkpoints kept
   t.keep_every = 0             # also keep every N-th step forever (0 = off)
   t.barrier_timeout_s = 1800   # every cross-process wait (checkpoint, restore) gives up after this
+  t.save_timeout_s = 900       # a checkpoint still not written after this long (storage failing
+  #                              past the clients' retries) stops the run: exit 3, resumable
   t.wandb = w = ml_collections.ConfigDict()   # Weights & Biases (swahili100/tracking.py)
   w.mode = "disabled"          # disabled | online | offline (files in <workdir>/wandb/)
   w.project = "swahili100"

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -115,13 +116,23 @@ def save(mngr, step: int, state: lm.TrainState, meta: dict, data_state: dict,
       meta=ocp.args.JsonSave(meta), data=DataStateSave(data_state)))
 
 
-def save_error(mngr, step: int | None, wait: bool = False) -> Exception | None:
+def save_error(mngr, step: int | None, wait: bool = False,
+               deadline: float | None = None) -> Exception | None:
   """The error of the asynchronous save of `step` once it has ended (None while it runs, when
   it succeeded, or for None); `wait` blocks until it ends. Orbax raises it from
   `wait_until_finished`, or, when its finalize thread saw it first, only logs it and leaves the
-  step unfinished: both count."""
-  if step is None or (not wait and mngr.is_saving_in_progress()):
+  step unfinished: both count. A save still running at `deadline` (time.monotonic()) has
+  failed too: storage that keeps failing is retried by tensorstore for ~15 minutes per request."""
+  if step is None:
     return None
+  while mngr.is_saving_in_progress():
+    if deadline is not None and time.monotonic() >= deadline:
+      why = _SAVER_ERRORS.seen or "the storage kept failing or did not answer"
+      return TimeoutError(f"the save of step {step} was not written in time ({why}); "
+                          "--config.train.save_timeout_s sets how long a save may take")
+    if not wait:
+      return None
+    time.sleep(0.05)
   try:
     mngr.wait_until_finished()
   except Exception as e:  # noqa: BLE001 (tensorstore and Orbax raise many types)
@@ -143,17 +154,17 @@ def cause(e: BaseException) -> str:
 
 
 class _SaverErrors(logging.Filter):
-  """Keeps the last error Orbax's saver threads log (a failed write) and drops their tracebacks
-  and asyncio's reports of the writes it abandons: the run reports the failure itself, once.
-  `SWAHILI100_DEBUG=1` lets them through."""
+  """Keeps the last error Orbax's saver threads (or gcsfs, out of retries) log and drops their
+  tracebacks and asyncio's reports of the writes Orbax abandons: the run reports the failure
+  itself, once. `SWAHILI100_DEBUG=1` lets them through."""
 
   def __init__(self):
     super().__init__()
     self.seen = None
 
   def filter(self, record: logging.LogRecord) -> bool:
-    if record.levelno < logging.ERROR or not ("orbax" in record.pathname
-                                              or record.name == "asyncio"):
+    if record.levelno < logging.ERROR or not ("orbax" in record.pathname or "gcsfs" in
+                                              record.pathname or record.name == "asyncio"):
       return True
     if record.exc_info and record.exc_info[1] is not None:
       self.seen = record.exc_info[1]
@@ -167,7 +178,7 @@ _SAVER_ERRORS = _SaverErrors()
 def quiet_saves():
   """While training: a failed save's thread tracebacks, asyncio reports and 'Exception ignored'
   coroutines are not printed (the engine prints one message instead)."""
-  loggers = [logging.getLogger("absl"), logging.getLogger("asyncio")]
+  loggers = [logging.getLogger(name) for name in ("absl", "asyncio", "gcsfs")]
   hook = sys.unraisablehook
   for logger in loggers:
     logger.addFilter(_SAVER_ERRORS)

@@ -244,6 +244,8 @@ class _Run:
     check_free_space(workdir, prog.abstract, t_cfg)
     self.timeout = float(t_cfg.get("barrier_timeout_s", 1800))
     self.saving = None   # the step of the last save asked for
+    self.save_deadline = None   # when it counts as failed if still running (save_timeout_s)
+    self.storage_error = None   # a save or log write that raised (what, error), reported once
     self.batches = iter(task.dataset(jax.process_index(), jax.process_count()))
     restored = None
     if start is not None:
@@ -277,6 +279,7 @@ class _Run:
     self.is_main = distributed.is_main()
     tracker = tracking.WandbRun(t_cfg.get("wandb"), workdir, record.to_dict()) \
         if self.is_main else None
+    self.good = self.start   # the newest checkpoint known to be written (0: none)
     self.log = metrics.MetricsWriter(workdir, enabled=self.is_main, resume_step=self.start,
                                      tracker=tracker)
     self.progress = metrics.Progress(t_cfg.num_steps, self.start, enabled=self.is_main)
@@ -290,7 +293,8 @@ class _Run:
     """Every exit: logs flushed, checkpoints written, Grain's worker processes stopped."""
     self.progress.close()
     self.log.close()
-    if checkpoint.save_error(self.mngr, self.saving, wait=True) is None:  # else: reported
+    if self.storage_error is None and checkpoint.save_error(
+        self.mngr, self.saving, wait=True, deadline=self.save_deadline) is None:  # else: reported
       self.mngr.close()
     if hasattr(self.batches, "close"):
       self.batches.close()
@@ -300,7 +304,7 @@ class _Run:
     for hook in self.task.evals:
       row.update(hook(step, self.state.params, self.graphdef, self.mesh))
     if len(row) > 1:
-      self.log.write(row)
+      self.write_log(row)
       if self.is_main:
         print("\n" + f"step {step}: " + ", ".join(
             f"{k} {v:.4f}" for k, v in row.items() if k != "step" and isinstance(v, float)),
@@ -314,25 +318,44 @@ class _Run:
     # No op in the step draws randomness (no dropout), so the RNG state is its seeds.
     meta = {"step": step, "seed": self.config.train.seed,
             "shuffle_seed": self.config.data.shuffle_seed}
-    checkpoint.save(self.mngr, step, self.state, meta, self.batches.get_state(), force=True)
+    try:   # the part of an asynchronous save that runs here (folders, metadata) may raise
+      checkpoint.save(self.mngr, step, self.state, meta, self.batches.get_state(), force=True)
+    except Exception as e:  # noqa: BLE001 (OSError, gcsfs's and tensorstore's errors)
+      self.storage_error = ("saving a checkpoint to", e)
     self.saving = step
+    self.save_deadline = time.monotonic() + float(
+        self.config.train.get("save_timeout_s", 900))
     return -1
+
+  def write_log(self, row: dict) -> None:
+    """training.jsonl and TensorBoard; a failed write stops the run at the next check as a
+    failed save does (the checkpoints are what matters; the log is rewritten on resume)."""
+    try:
+      self.log.write(row)
+    except OSError as e:
+      self.storage_error = self.storage_error or ("writing the training log to", e)
 
   def save_failed(self, step: int, wait: bool = False) -> int | None:
     """SAVE_FAILED, after one message, when a save of this process (or of any, with several)
     has failed; None otherwise. Every process calls it at the same steps."""
-    error = checkpoint.save_error(self.mngr, self.saving, wait)
+    ended = not self.mngr.is_saving_in_progress()   # asked first: it may end in between
+    what, error = self.storage_error or ("saving a checkpoint to", checkpoint.save_error(
+        self.mngr, self.saving, wait, self.save_deadline))
     failed = distributed.processes_with(error is not None)
     if not failed:
+      if self.saving is not None and (ended or wait):
+        self.good = self.saving   # written and finalized: save_error found it in the steps
       return None
-    self.mngr.reload()
-    last = self.mngr.latest_step()
-    where = f"{self.workdir}/checkpoints/{last}" if last is not None else "none saved yet"
-    what = (f"{checkpoint.cause(error)} ({type(error).__name__}: {str(error)[:200]})"
-            if error is not None else f"the save of process {failed[0]} failed (its message "
-            "says why)")
-    print(f"\nERROR: process {jax.process_index()}: saving a checkpoint to {self.workdir} failed: "
-          f"{what}.\nStopped at step {step}. Last good checkpoint: {where}. Free space or fix "
+    self.storage_error = (what, error)
+    # (not asked of the storage again: it may be the part that stopped answering)
+    where = f"{self.workdir}/checkpoints/{self.good}" if self.good else "none saved yet"
+    why = f"the save of process {failed[0]} failed (its message says why)"
+    if error is not None:
+      why = checkpoint.cause(error)
+      if why != str(error).splitlines()[0][:300]:   # the OS's words, then the error itself
+        why += f" ({type(error).__name__}: {str(error)[:200]})"
+    print(f"\nERROR: process {jax.process_index()}: {what} {self.workdir} failed: "
+          f"{why}.\nStopped at step {step}. Last good checkpoint: {where}. Free space or fix "
           "the storage (or move the workdir), then run the same command to resume from it:\n  "
           + _command_line(),
           file=sys.stderr, flush=True)
@@ -375,7 +398,7 @@ class _Run:
                "mfu": self.flops_per_step * (done - step_last) / secs / self.peak,
                "tokens_seen": done * self.tokens_per_step, "compile_s": compile_s}
         t_last, step_last = now, done
-        self.log.write(row)
+        self.write_log(row)
         self.progress.update(done, row)
       if t_cfg.eval_every and done % t_cfg.eval_every == 0 and done != t_cfg.num_steps:
         self.evaluate(done)

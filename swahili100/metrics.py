@@ -15,12 +15,16 @@ copied up at the same moments (`tensorboard --logdir gs://.../runs` reads them).
 import json
 import math
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
 import time
 
 from etils import epath
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.record_writer import RecordWriter
 from tqdm import tqdm
 
 from swahili100 import fs
@@ -101,6 +105,32 @@ def summary(rows: list[dict]) -> dict:
   return out
 
 
+class EventFile:
+  """One TensorBoard event file: TFRecords of `Event` protos, written with tensorboard's own
+  record writer on the caller's thread (a few hundred bytes per logged step: no queue, no
+  thread, and a write error surfaces where it happens). Named by the nanosecond it was opened,
+  so the attempts of a run sort in order (TensorBoard reads a folder's files by name)."""
+
+  def __init__(self, folder: str):
+    name = f"events.out.tfevents.{time.time_ns()}.{socket.gethostname()}"
+    self.path = epath.Path(folder) / name
+    self._records = RecordWriter(self.path.open("wb"))
+    self.add(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+  def add(self, event: Event) -> None:
+    self._records.write(event.SerializeToString())
+
+  def scalars(self, step: int | None, values: dict) -> None:
+    self.add(Event(wall_time=time.time(), step=step or 0, summary=Summary(value=[
+        Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])))
+
+  def flush(self) -> None:
+    self._records.flush()
+
+  def close(self) -> None:
+    self._records.close()
+
+
 class MetricsWriter:
   """Writes each row to training.jsonl and its numeric scalars to TensorBoard at the row's step.
 
@@ -136,29 +166,18 @@ class MetricsWriter:
       start = resume_step + 1 if resume_step is not None else (None if text else 0)
       self._tb = self._tensorboard(start)
 
-  def _tensorboard(self, start: int | None):
-    try:
-      from tensorboardX import SummaryWriter
-      from tensorboardX.proto.event_pb2 import Event, SessionLog
-    except ImportError:
-      raise ImportError("MetricsWriter(tensorboard=True) needs tensorboardX: "
-                        "pip install tensorboardX==2.6.5 (or pass tensorboard=False)") from None
-    # Events are written by tensorboardX to a local folder; on cloud paths that folder is a
-    # temporary one copied up on flush, because event files are appended to as they grow.
+  def _tensorboard(self, start: int | None) -> "EventFile":
+    # Event files are written to a local folder; on cloud paths that folder is a temporary one
+    # copied up on flush, because event files are appended to as they grow.
     if self.remote:
       self._tmp = tempfile.mkdtemp(prefix="swahili100-tb-")
-    # tensorboardX names event files by the second and host; a nanosecond suffix keeps two
-    # attempts in one second apart, and sorts them in order (TensorBoard reads files by name).
-    # (flush_secs >= 1: at 0 tensorboardX's writer thread would spin.)
-    tb = SummaryWriter(logdir=self._tmp or str(self.logdir),
-                       flush_secs=max(1, round(self.flush_secs)),
-                       filename_suffix=f".{time.time_ns()}")
+    tb = EventFile(self._tmp or str(self.logdir))
     if start is not None:
       # A SessionLog.START at step s after an earlier one makes TensorBoard drop the events at
       # steps >= s: what an interrupted attempt logged after its last checkpoint. (The Python
       # loader needs that marker and ignores a run's first; the Rust one drops by step alone.)
-      tb.file_writer.add_event(Event(step=start, wall_time=time.time(),
-                                     session_log=SessionLog(status=SessionLog.START)))
+      tb.add(Event(step=start, wall_time=time.time(),
+                   session_log=SessionLog(status=SessionLog.START)))
     return tb
 
   def _rewrite(self, lines: list[str]) -> None:
@@ -182,17 +201,18 @@ class MetricsWriter:
       with self.path.open("a") as f:
         f.write(line + "\n")
     if self._tb is not None:
-      step = row.get("step")
-      for tag, value in scalars(row).items():
-        self._tb.add_scalar(tag, value, global_step=step)
+      self._tb.scalars(row.get("step"), scalars(row))
     if self._tracker is not None:
       self._tracker.log(row.get("step"), scalars(row))
     if self.remote and time.monotonic() - self._last_flush >= self.flush_secs:
-      try:
-        self.flush()
-      except Exception as e:  # noqa: BLE001 - a transient upload error must not stop training
-        print(f"warning: could not upload {self.path} ({e}); retrying at the next flush",
-              file=sys.stderr, flush=True)
+      self._try_upload("retrying at the next flush", self.flush)
+
+  def _try_upload(self, then: str, upload) -> None:
+    try:
+      upload()
+    except Exception as e:  # noqa: BLE001 - a storage error must not stop training or its exit
+      print(f"warning: could not upload {self.path} ({str(e)[:300]}); {then}", file=sys.stderr,
+            flush=True)
 
   def flush(self) -> None:
     """Local: TensorBoard events to disk. Cloud: rewrites training.jsonl and the event files."""
@@ -215,10 +235,11 @@ class MetricsWriter:
     if self._closed:
       return
     if self._tb is not None:
-      self._tb.close()  # drains tensorboardX's queue into the event file
+      self._tb.close()
     if self._tracker is not None:
       self._tracker.finish()
-    self._upload()
+    # (a bucket that fails now loses the rows since the last flush: a resume rewrites them)
+    self._try_upload("its last rows are not in the bucket", self._upload)
     self._closed = True
     if self._tmp:
       shutil.rmtree(self._tmp, ignore_errors=True)

@@ -9,6 +9,7 @@ package, a missing login for `online`, or a failed `wandb.init` prints one line 
 goes on without W&B: tracking never stops training.
 """
 
+import importlib.util
 import netrc
 import os
 import secrets
@@ -17,10 +18,24 @@ import tempfile
 
 from swahili100 import config_lib, fs
 
-try:   # the optional [wandb] extra; a training-only install has none
-  import wandb
-except ImportError:
-  wandb = None
+
+def _lazy(name: str):
+  """The module `name`, executed at its first attribute use; None when it is not installed.
+
+  `import wandb` costs ~3 s of CPU (pydantic models); every `train` and `align` process would pay
+  it with W&B disabled, the default (importlib's documented lazy-import recipe)."""
+  spec = importlib.util.find_spec(name)
+  if spec is None:
+    return None
+  loader = importlib.util.LazyLoader(spec.loader)
+  spec.loader = loader
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  loader.exec_module(module)
+  return module
+
+
+wandb = _lazy("wandb")   # the optional [wandb] extra; a training-only install has none
 
 ID_FILE = "wandb_run_id"
 MODES = ("disabled", "online", "offline")

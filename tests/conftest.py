@@ -1,17 +1,34 @@
 """Shared fixtures: a tiny tokenizer and token records built from inline Swahili text."""
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # CPU tests stay off the TPU runtime (libtpu is installed for the ahead-of-time compile tests);
 # subprocesses inherit it.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the session, shared by this process and every command it
+# starts: most tests compile the same tiny steps, and each `swahili100 train` subprocess would
+# compile them afresh (~4 s of a 12 s process). A new folder each session: nothing carries over.
+_JIT_CACHE = tempfile.mkdtemp(prefix="swahili100-tests-jit-")
+atexit.register(shutil.rmtree, _JIT_CACHE, True)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _JIT_CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import pytest
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
-from swahili100 import config_lib, records, special_tokens
+from swahili100 import config_lib, host_memory, records, special_tokens
+
+# Commands start with the allocator `train` and `align` re-execute themselves into
+# (host_memory.reexec), so they import JAX once instead of twice (~3 s each). The re-execution
+# itself is tested in test_host_memory.py, whose probes start without it.
+if host_memory.find_jemalloc() and not os.environ.get("LD_PRELOAD"):
+  os.environ["LD_PRELOAD"] = host_memory.find_jemalloc()
+  os.environ.setdefault("MALLOC_CONF", host_memory.MALLOC_CONF)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -7,7 +7,8 @@ of requests with 503 or 429, or resets the connection, as a bucket under load fr
 
 Nothing of gcsfs or tensorstore is replaced: their own retry logic meets the faults. A fault is
 never injected more than `max_in_a_row` times running, so every request succeeds within a few
-retries (transient errors, not an outage).
+retries (transient errors), until a test sets `flaky.proxy.outage = "503"`: then every request
+gets that answer (an outage past every client's retries) until it is set back to None.
 """
 
 import collections
@@ -39,6 +40,7 @@ class FaultProxy(http.server.ThreadingHTTPServer):
     self.rng, self.lock = random.Random(seed), threading.Lock()
     self.in_a_row, self.requests = 0, 0
     self.injected = collections.Counter()
+    self.outage = None   # a status ("503") every request gets while set: storage that is down
 
   @property
   def url(self) -> str:
@@ -48,6 +50,9 @@ class FaultProxy(http.server.ThreadingHTTPServer):
     """The fault for the next request, or None to forward it."""
     with self.lock:
       self.requests += 1
+      if self.outage:
+        self.injected[f"outage {self.outage}"] += 1
+        return self.outage
       if self.in_a_row < self.max_in_a_row and self.rng.random() < self.rate:
         self.in_a_row += 1
         kind = self.rng.choice(self.kinds)

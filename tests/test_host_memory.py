@@ -32,8 +32,9 @@ print(applied, host_memory.active(), statistics.median(faults))
 
 
 def _probe(policy):
+  env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
   out = subprocess.run([sys.executable, "-c", PROBE, policy], cwd=REPO, capture_output=True,
-                       text=True, timeout=120, check=True).stdout.split()
+                       text=True, timeout=120, check=True, env=env).stdout.split()
   return out[0], out[1], float(out[2])
 
 

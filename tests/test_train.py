@@ -373,6 +373,31 @@ def test_a_failed_save_stops_once_and_the_run_resumes_exactly(run12, tiny_record
   assert max(want) == 24
 
 
+def test_a_failed_log_write_stops_like_a_failed_save_and_the_resume_mends_the_log(
+    run12, tiny_records, tmp_path):
+  """training.jsonl cannot grow (the storage refuses the write) before any save fails: the run
+  stops with exit 3 and the same one message, and the next start resumes from the last
+  checkpoint with a log that has one row per step (the torn row dropped)."""
+  workdir, _ = run12
+  failing = str(tmp_path / "failing")
+  shutil.copytree(workdir, failing)
+  log = os.path.join(failing, "logs", "training.jsonl")
+  # a few rows more fit; config.json and the new TensorBoard file stay under the limit
+  limit = max(os.path.getsize(log), os.path.getsize(os.path.join(failing, "config.json"))) + 700
+  cmd = _train_cmd(tiny_records, failing, **{"train.num_steps": 40,
+                                             "train.checkpoint_every": 1000})
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                       preexec_fn=_limit_file_size(limit))
+  assert out.returncode == checkpoint.SAVE_FAILED, (out.stdout + out.stderr)[-3000:]
+  assert "Traceback" not in out.stderr and "File too large" in out.stderr, out.stderr
+  assert f"writing the training log to {failing} failed" in out.stderr, out.stderr
+  assert f"Last good checkpoint: {failing}/checkpoints/12" in out.stderr, out.stderr
+  resumed = subprocess.run(_train_cmd(tiny_records, failing, **{"train.num_steps": 15}),
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert sorted(_losses(failing)) == list(range(1, 16))
+
+
 def test_the_phases_refuse_an_unreadable_newest_step_by_name_and_offer_the_one_before(
     run12, tmp_path, capsys):
   """evaluate, export, generate and quantize given a run whose newest step is damaged: exit 2,
