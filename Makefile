@@ -35,8 +35,10 @@ demo: $(STAMP)
 	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m swahili100.demo --output demo_out \
 	  $(if $(EVAL_DATA),--eval-data $(EVAL_DATA))
 
+# Two workers, each taking whole test modules, heaviest first (tests/conftest.py HEAVY_FIRST).
 test: $(STAMP)
-	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m pytest -q tests
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m pytest -q -n 2 --dist loadfile \
+	  --no-loadscope-reorder tests
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_step.py
