@@ -35,10 +35,9 @@ demo: $(STAMP)
 	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m swahili100.demo --output demo_out \
 	  $(if $(EVAL_DATA),--eval-data $(EVAL_DATA))
 
-# Two workers, each taking whole test modules, heaviest first (tests/conftest.py HEAVY_FIRST).
+# Two workers, each taking whole test modules (module fixtures are built once).
 test: $(STAMP)
-	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m pytest -q -n 2 --dist loadfile \
-	  --no-loadscope-reorder tests
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_step.py

@@ -243,6 +243,7 @@ class _Run:
     shardings = prog.shardings
     check_free_space(workdir, prog.abstract, t_cfg)
     self.timeout = float(t_cfg.get("barrier_timeout_s", 1800))
+    self.save_timeout = float(t_cfg.get("save_timeout_s", 900))
     self.saving = None   # the step of the last save asked for
     self.save_deadline = None   # when it counts as failed if still running (save_timeout_s)
     self.storage_error = None   # a save or log write that raised (what, error), reported once
@@ -323,8 +324,7 @@ class _Run:
     except Exception as e:  # noqa: BLE001 (OSError, gcsfs's and tensorstore's errors)
       self.storage_error = ("saving a checkpoint to", e)
     self.saving = step
-    self.save_deadline = time.monotonic() + float(
-        self.config.train.get("save_timeout_s", 900))
+    self.save_deadline = time.monotonic() + self.save_timeout
     return -1
 
   def write_log(self, row: dict) -> None:

@@ -166,7 +166,7 @@ class MetricsWriter:
       start = resume_step + 1 if resume_step is not None else (None if text else 0)
       self._tb = self._tensorboard(start)
 
-  def _tensorboard(self, start: int | None) -> "EventFile":
+  def _tensorboard(self, start: int | None) -> EventFile:
     # Event files are written to a local folder; on cloud paths that folder is a temporary one
     # copied up on flush, because event files are appended to as they grow.
     if self.remote:
@@ -238,7 +238,8 @@ class MetricsWriter:
       self._tb.close()
     if self._tracker is not None:
       self._tracker.finish()
-    # (a bucket that fails now loses the rows since the last flush: a resume rewrites them)
+    # (a bucket that fails now keeps only the rows of the last flush; a resume logs the steps
+    # after its checkpoint again)
     self._try_upload("its last rows are not in the bucket", self._upload)
     self._closed = True
     if self._tmp:

@@ -26,27 +26,13 @@ from swahili100 import config_lib, host_memory, records, special_tokens
 # Commands start with the allocator `train` and `align` re-execute themselves into
 # (host_memory.reexec), so they import JAX once instead of twice (~3 s each). The re-execution
 # itself is tested in test_host_memory.py, whose probes start without it.
-if host_memory.find_jemalloc() and not os.environ.get("LD_PRELOAD"):
-  os.environ["LD_PRELOAD"] = host_memory.find_jemalloc()
+_JEMALLOC = host_memory.find_jemalloc()
+if _JEMALLOC and not os.environ.get("LD_PRELOAD"):
+  os.environ["LD_PRELOAD"] = _JEMALLOC
   os.environ.setdefault("MALLOC_CONF", host_memory.MALLOC_CONF)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-
-# The heaviest test modules first (serial seconds on 2 cores, 2026-12-07: multiprocess 163, gcs
-# 149, aot 97, mesh_equivalence 84, train 78, ladder 62, align 61, optim 54, import 50, evals 36):
-# `make test` runs two workers over whole modules in this order, so the long ones start early and
-# the short ones fill the end (longest-processing-time-first scheduling).
-HEAVY_FIRST = ["test_multiprocess.py", "test_gcs.py", "test_aot.py", "test_mesh_equivalence.py",
-               "test_train.py", "test_ladder.py", "test_align.py", "test_optim.py",
-               "test_import.py", "test_evals.py", "test_bench.py", "test_mixture.py",
-               "test_colab.py", "test_export_hf.py", "test_quantize.py", "test_sharding.py"]
-
-
-def pytest_collection_modifyitems(items):
-  rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: file order kept
-
 
 SENTENCES = [
     "Mvua kubwa ilinyesha jana jioni katika mji wa Dodoma na kusababisha mafuriko.",

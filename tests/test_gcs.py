@@ -35,16 +35,23 @@ def _sw(env, *args, timeout=300, **kw):
                         capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def _train_until_sigterm(env, workdir, flags, line: str, log, timeout: float) -> None:
-  """`swahili100 train` until `line` is logged, then SIGTERM: it must save and exit 0."""
+def _train_until(env, workdir, flags, line: str, log, timeout: float) -> subprocess.Popen:
+  """`swahili100 train` started and running until `line` is logged (the caller kills it)."""
   p = subprocess.Popen([BIN, "train", "--config", "configs/debug.py", "--workdir", workdir,
                         *flags], cwd=REPO, env={**os.environ, **env, "JAX_PLATFORMS": "cpu"},
                        stdout=open(log, "w"), stderr=subprocess.STDOUT)
+  deadline = time.time() + timeout
+  while time.time() < deadline and line not in log.read_text():
+    if p.poll() is not None:
+      raise AssertionError(log.read_text()[-2000:])
+    time.sleep(0.05)
+  return p
+
+
+def _train_until_sigterm(env, workdir, flags, line: str, log, timeout: float) -> None:
+  """`swahili100 train` until `line` is logged, then SIGTERM: it must save and exit 0."""
+  p = _train_until(env, workdir, flags, line, log, timeout)
   try:
-    deadline = time.time() + timeout
-    while time.time() < deadline and line not in log.read_text():
-      assert p.poll() is None, log.read_text()[-2000:]
-      time.sleep(0.05)
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=timeout) == 0, log.read_text()[-3000:]
   finally:
@@ -115,14 +122,8 @@ def test_a_bucket_that_stops_answering_stops_the_run_in_bounded_time_and_it_resu
   workdir = "gs://bkt/runs/outage"
   log = tmp_path / "outage.log"
   with fault_proxy.serve(bucket, rate=0.0, seed=0) as flaky:
-    p = subprocess.Popen([BIN, "train", "--config", "configs/debug.py", "--workdir", workdir,
-                          *remote(400)], cwd=REPO, env={**os.environ, **flaky.env},
-                         stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    p = _train_until(flaky.env, workdir, remote(400), "step 9/400", log, timeout=240)
     try:
-      deadline = time.time() + 240
-      while time.time() < deadline and "step 9/400" not in log.read_text():
-        assert p.poll() is None, log.read_text()[-2000:]
-        time.sleep(0.05)
       flaky.proxy.outage, down = "503", time.time()
       code = p.wait(timeout=240)
       stopped = time.time() - down
