@@ -20,6 +20,7 @@ import jax
 import numpy as np
 from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from swahili100 import config_lib
 
@@ -112,13 +113,34 @@ class Preemption:
     return self.requested
 
 
+def _identity(x):
+  return x
+
+
+def allgather(x) -> np.ndarray:
+  """Every process's `x` (same shape and dtype everywhere), stacked in process order, on every
+  process (a collective: all processes call it).
+
+  multihost_utils.process_allgather reads the first local device's copy and returns while the
+  other local devices' gathers may still be connecting (gloo on CPU); a process that then exits
+  leaves its peer's CPU client joining a thread that waits on that connection forever (the
+  two-process preflight hung so, ~1 run in 10 under load). Waiting for every copy ends that."""
+  x_1x = np.expand_dims(np.asarray(x), 0)
+  if jax.process_count() == 1:
+    return x_1x
+  devices = np.array(jax.devices()).reshape(jax.process_count(), jax.local_device_count())
+  mesh = Mesh(devices, ("processes", "local"))
+  x_px = jax.make_array_from_process_local_data(NamedSharding(mesh, P("processes")), x_1x)
+  gathered = jax.jit(_identity, out_shardings=NamedSharding(mesh, P()))(x_px)
+  return np.asarray(jax.block_until_ready(gathered).addressable_data(0))
+
+
 def processes_with(flag: bool) -> list[int]:
   """The indices of the processes whose `flag` is true, on every process (a collective: all
   processes call it)."""
   if jax.process_count() == 1:
     return [0] if flag else []
-  flags = multihost_utils.process_allgather(np.asarray(flag, np.int32))
-  return [int(i) for i in np.flatnonzero(np.asarray(flags).reshape(-1))]
+  return [int(i) for i in np.flatnonzero(allgather(np.int32(flag)))]
 
 
 def warn(msg: str) -> None:

@@ -38,7 +38,6 @@ import jax
 import numpy as np
 from etils import epath
 from jax._src import distributed as jax_distributed
-from jax.experimental import multihost_utils
 
 from swahili100 import distributed, fs
 
@@ -151,8 +150,7 @@ def collective_check() -> str:
   if jax.process_count() == 1:
     return "ok"
   try:
-    got = np.asarray(multihost_utils.process_allgather(
-        np.array([jax.process_index()], np.int32))).reshape(-1)
+    got = distributed.allgather(np.int32(jax.process_index())).reshape(-1)
   except Exception as e:  # reported, with the worker's name, by the caller
     return f"{type(e).__name__}: {e}"
   want = np.arange(jax.process_count())
