@@ -35,9 +35,10 @@ demo: $(STAMP)
 	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m swahili100.demo --output demo_out \
 	  $(if $(EVAL_DATA),--eval-data $(EVAL_DATA))
 
-# Two workers, each taking whole test modules (module fixtures are built once).
+# Workers each take whole test modules (module fixtures are built once).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_step.py
