@@ -16,6 +16,13 @@ _JIT_CACHE = tempfile.mkdtemp(prefix="swahili100-tests-jit-")
 atexit.register(shutil.rmtree, _JIT_CACHE, True)
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _JIT_CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# XLA:CPU's LLVM back end without its optimisation passes: the tests' tiny programs spend most
+# of their time compiling, not running, and compile ~35 % faster so (a third of the suite's CPU
+# time; docs/benchmarks.md). XLA's own HLO passes (fusion, layout, sharding) still run, so every
+# program is the one users get; the numerics users get are pinned by test_golden.py, which runs
+# with XLA's defaults.
+FAST_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_XLA_FLAGS}".strip()
 
 import pytest
 import tokenizers
@@ -32,6 +39,11 @@ if _JEMALLOC and not os.environ.get("LD_PRELOAD"):
   os.environ.setdefault("MALLOC_CONF", host_memory.MALLOC_CONF)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def xla_flags(devices: int) -> str:
+  """XLA_FLAGS for a subprocess with `devices` fake CPU devices (and the tests' compile flags)."""
+  return f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE_XLA_FLAGS}"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 SENTENCES = [

@@ -17,7 +17,7 @@ from flax import nnx
 
 from swahili100 import evaluate, lm, sharding, train
 from swahili100.evals import EvalDataError, datasets, scoring, tasks
-from conftest import SHARED_DATA, tiny_config
+from conftest import SHARED_DATA, tiny_config, xla_flags
 
 XCOPA_ITEMS = [
     {"premise": "Mvua kubwa ilinyesha.", "choice1": "Ardhi ililowa.", "choice2": "Jua liliwaka.",
@@ -169,7 +169,7 @@ def test_scorer_on_a_two_device_mesh_equals_one_device(run, tmp_path):
       "print('N', mesh.shape['data'], json.dumps(out))\n")
   outs = {}
   for devices in (1, 2):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    env = dict(os.environ, XLA_FLAGS=xla_flags(devices),
                JAX_PLATFORMS="cpu")
     p = subprocess.run([sys.executable, "-c", code, run[0]], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)

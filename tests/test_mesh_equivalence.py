@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, xla_flags
 
 SCRIPT = r"""
 import json, sys
@@ -45,7 +45,7 @@ print("LOSSES" + json.dumps(out))
 
 
 def _run(args, devices):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+  env = dict(os.environ, XLA_FLAGS=xla_flags(devices),
              JAX_PLATFORMS="cpu")
   code = SCRIPT.format(tests=str(REPO / "tests"))
   p = subprocess.run([sys.executable, "-c", code, json.dumps(args)], cwd=REPO, env=env,

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import test_train
-from conftest import REPO, tiny_flags
+from conftest import REPO, tiny_flags, xla_flags
 
 sys.path.insert(0, str(REPO / "launch"))
 import tpu_vm  # noqa: E402
@@ -41,7 +41,7 @@ def _overrides(tiny_records, **extra) -> list[str]:
 
 def _env(devices: int) -> dict:
   return dict(os.environ, JAX_PLATFORMS="cpu",
-              XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+              XLA_FLAGS=xla_flags(devices))
 
 
 class Job:

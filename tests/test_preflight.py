@@ -13,6 +13,8 @@ import pytest
 
 from swahili100 import preflight
 
+from conftest import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAIT_S = 120
 
@@ -28,7 +30,7 @@ def run_processes(n: int, extra: list[str], workdir) -> list[tuple[int, dict, st
 
   Output goes to files, not pipes: a process blocked on a full pipe that nobody reads yet would
   never reach jax.distributed.shutdown, and the others would wait for it there."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2))
   env.pop("TPU_WORKER_HOSTNAMES", None)
   port = free_port()
   logs = Path(str(workdir) + ".logs")

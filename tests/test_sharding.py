@@ -14,6 +14,8 @@ from jax.sharding import PartitionSpec as P
 from configs.debug import get_config
 from swahili100 import config_lib, distributed, sharding
 
+from conftest import xla_flags
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -135,7 +137,7 @@ SHARDED_FORWARD = textwrap.dedent("""
 
 
 def test_sharded_forward_and_gradients_match_unsharded_on_8_devices():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+  env = dict(os.environ, XLA_FLAGS=xla_flags(8),
              JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO))
   proc = subprocess.run([sys.executable, "-c", SHARDED_FORWARD], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
