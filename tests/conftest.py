@@ -17,11 +17,12 @@ atexit.register(shutil.rmtree, _JIT_CACHE, True)
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _JIT_CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 # XLA:CPU's LLVM back end without its optimisation passes: the tests' tiny programs spend most
-# of their time compiling, not running, and compile ~35 % faster so (a third of the suite's CPU
-# time; docs/benchmarks.md). XLA's own HLO passes (fusion, layout, sharding) still run, so every
-# program is the one users get; the numerics users get are pinned by test_golden.py, which runs
-# with XLA's defaults.
-FAST_COMPILE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# of their time compiling, not running (the compile-bound modules take ~30 % less CPU; the suite's
+# summed test time fell 14 %, docs/benchmarks.md). XLA's own HLO passes (fusion, layout,
+# sharding) still run; the numerics users get are pinned by test_golden.py, which runs with
+# XLA's defaults.
+FAST_COMPILE_XLA_FLAGS = ("--xla_backend_optimization_level=0 "
+                          "--xla_llvm_disable_expensive_passes=true")
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_XLA_FLAGS}".strip()
 
 import pytest
