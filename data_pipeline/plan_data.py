@@ -13,7 +13,8 @@ as bytes / bytes-per-token, with the tokenizer's held-out bytes/token from `--to
 Rules (configs/pipeline.py `plan`):
   muennighoff  Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models"): the value of
                repeated data is D' = U + U R* (1 - exp(-R / R*)) with U unique tokens, R = epochs - 1
-               and R* = 15.4. One more token from a source is worth exp(-R / R*), a function of its
+               and R* = 15.4 (swahili100/repetition.py, which `swahili100 ladder` uses too).
+               One more token from a source is worth exp(-R / R*), a function of its
                epochs only, so equal epochs for every source maximise D'. Sources capped below the
                common level (`max_epochs`, 16: near worthless beyond; `source_max_epochs`) stay at
                their cap and the others share the rest (water-filling); if every source is capped
@@ -48,7 +49,7 @@ from typing import NamedTuple
 import numpy as np
 
 from data_pipeline import shards
-from swahili100 import records
+from swahili100 import records, repetition
 
 RULES = ("muennighoff", "rehydrate")
 
@@ -105,12 +106,6 @@ def count_sources(input: str | Path, *, workers: int = 1, start_method: str = "f
 
 
 # ----------------------------------------------------------------------------- the two rules
-
-def effective_tokens(unique: float, epochs: float, r_d_star: float) -> float:
-  """Muennighoff et al. 2023: U min(e, 1) + U R* (1 - exp(-(e - 1) / R*)) for e epochs of U."""
-  repeats = max(epochs - 1.0, 0.0)
-  return unique * (min(epochs, 1.0) + r_d_star * (1.0 - math.exp(-repeats / r_d_star)))
-
 
 def repeats(cluster_size, table: dict):
   """FineWeb-2's copies of a document by its dedup cluster size: the entry of the largest key
@@ -215,7 +210,8 @@ def plan(sources: dict[str, SourceCounts], cfg) -> dict:
   out = {}
   for k, n in enumerate(names):
     s = sources[n]
-    eff = sum(effective_tokens(b.tokens, epochs[k, b.first], cfg.r_d_star) for b in parts[n])
+    eff = sum(repetition.effective_tokens(b.tokens, epochs[k, b.first], cfg.r_d_star)
+              for b in parts[n])
     out[n] = {"documents": s.documents if s.sampled_documents is None else s.sampled_documents,
               "filtered_documents": s.documents, "bytes": s.bytes, "tokens": round(s.tokens),
               "weight": planned[k] / total, "document_weight": draws[k] / sum(draws),

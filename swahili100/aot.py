@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
 import re
 import sys
@@ -52,6 +53,9 @@ TOPOLOGIES = {
     "v6e-32": Topology("v6e:4x8", "default", (2, 2, 1)),
 }
 ALIASES = {"v5litepod-8": "v5e-8", "v5litepod-16": "v5e-16", "v5litepod-32": "v5e-32"}
+# The device kind libtpu reports, by the generation in Topology.name (tests/test_ladder.py checks
+# `chips` against the kinds and counts that tests/test_aot.py reads from libtpu).
+DEVICE_KINDS = {"v4": "TPU v4", "v5e": "TPU v5 lite", "v5": "TPU v5", "v6e": "TPU v6 lite"}
 
 
 def devices(topology: str):
@@ -64,6 +68,12 @@ def devices(topology: str):
                                       chip_config_name=t.chip_config,
                                       chips_per_host_bounds=t.chips_per_host,
                                       num_slices=1).devices
+
+
+def chips(topology: str) -> tuple[str, int]:
+  """(device kind, chips) of a TOPOLOGIES or ALIASES name, from the table alone: no libtpu."""
+  generation, _, shape = TOPOLOGIES[ALIASES.get(topology, topology)].name.partition(":")
+  return DEVICE_KINDS[generation], math.prod(int(x) for x in shape.split("x"))
 
 
 def _memory(compiled) -> dict:

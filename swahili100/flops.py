@@ -43,7 +43,10 @@ def flops_per_token(model_cfg, seq_len: int) -> float:
 
 
 def _lookup(table: dict, device):
-  kind = getattr(device, "device_kind", "") or ""
+  return _by_kind(table, getattr(device, "device_kind", "") or "")
+
+
+def _by_kind(table: dict, kind: str):
   for key, value in table.items():
     if key.lower() in kind.lower():
       return value
@@ -52,6 +55,11 @@ def _lookup(table: dict, device):
 
 def hbm_bytes(device) -> int | None:
   return _lookup(HBM_BYTES, device)
+
+
+def published_peak(device_kind: str) -> float | None:
+  """The table's dense bf16 FLOP/s of one chip of `device_kind` (e.g. "TPU v5 lite"), or None."""
+  return _by_kind(PEAK_FLOPS, device_kind)
 
 
 def peak_flops(device) -> float:

@@ -4,7 +4,7 @@
         [--sizes 1,2,3] [--flops 1e12,3e12,1e13] [--holdout 4:2e13] \
         -- --config.data.records_dir=data/processed --config.data.tokenizer=tok/swahili_bpe.json
     swahili100 ladder --fit-only runs/ladder [--predict 6:2e8] [--predict N=1e8,D=2e9] \
-        [--budget 1e17]
+        [--budget 1e17] [--tpu v5e-8:24:0.4] [--unique-tokens 6.7e8 | --unique-tokens-from R]
 
 The grid (isoFLOP, Hoffmann et al. 2022): for each compute budget C (training FLOPs,
 flops.py's 6P + attention, the tied head included) and each size (a depth of the config's
@@ -25,6 +25,15 @@ model and would bend the power law. Intervals are 90 % paired bootstraps over th
 residuals (scaled by sqrt(n / (n - 5)) for the five fitted parameters), so it covers a new run's
 noise, not only the curve's.
 
+A budget (`--budget FLOPS`, or `--tpu TOPOLOGY:HOURS:MFU`: C = chips x the chip's peak bf16
+FLOP/s x MFU x hours x 3600, chips and kind from aot's topology table) is planned on the point
+fit: the family's depth with the lowest fitted bits/byte at D = C / FLOPs-per-token. With
+`--unique-tokens U` (or the train split of a records folder), each budget also gets D / U epochs
+and Muennighoff et al. 2023's data-constrained law (swahili100/repetition.py: repeated tokens,
+and parameters beyond the size U supports, are worth less): the fitted law at
+(N', D') for the same size, and the depth that is best under that law for C. Its intervals are
+the fit's at those fixed (N', D'); R_D* and R_N* are the paper's, not refitted here.
+
 Writes `<workdir>/ladder.json` ("runs", "fit", "holdout", "predict") and `<workdir>/plots/`
 (loss vs tokens per size, isoFLOP curves, the frontier with its band).
 """
@@ -42,13 +51,15 @@ import numpy as np
 from etils import epath
 from scipy import optimize, special, stats
 
-from swahili100 import config_lib, flops, fs, metrics, report, sweep
+from swahili100 import (aot, config_lib, flops, fs, metrics, records, report, repetition,
+                        sweep)
 from swahili100 import model as model_lib
 
 HUBER_DELTA = 1e-3      # Hoffmann et al.'s delta, on log-loss residuals
 CONFIDENCE = 0.9
 PARAMS = ("E", "A", "alpha", "B", "beta")
 FAMILY_DEPTHS = range(1, 65)   # the sizes `--budget` chooses among
+TPU_EXAMPLE = "e.g. --tpu v5e-8:24:0.4 (a v5e-8 for 24 hours at 40 % MFU)"
 
 
 class LadderError(ValueError):
@@ -187,13 +198,14 @@ def named(theta) -> dict:
 
 
 def fit(runs: list[dict], targets: list[tuple[float, float]], n_boot: int = 300,
-        seed: int = 0) -> dict:
+        seed: int = 0, theta=None) -> dict:
   """The fit on `runs` (N non-embedding, D tokens, bpb), its 90 % intervals, and the predicted
-  bits/byte of each (N, D) of `targets` with its prediction interval."""
+  bits/byte of each (N, D) of `targets` with its prediction interval. `theta`: `fit_theta` of
+  the same runs when the caller has it (the 72-start fit is most of the time)."""
   n = np.array([r["params_non_embedding"] for r in runs], float)
   d = np.array([r["tokens"] for r in runs], float)
   bpb = np.array([r["bpb"] for r in runs], float)
-  theta = fit_theta(n, d, bpb)
+  theta = fit_theta(n, d, bpb) if theta is None else np.asarray(theta, float)
   t_n, t_d = (np.log(np.array([t[i] for t in targets], float)) for i in (0, 1))
   keys = [*PARAMS, "a", "b"]
 
@@ -226,19 +238,114 @@ def fit(runs: list[dict], targets: list[tuple[float, float]], n_boot: int = 300,
 # ---------------------------------------------------------------- predictions
 
 
-def frontier(config_path: str, budget: float, theta, extra) -> dict:
+def unique_params(theta, unique: float) -> float:
+  """U_N: the size the fit makes compute-optimal for `unique` tokens, from the C = 6ND optimum
+  alpha A / N^alpha = beta B / D^beta (Muennighoff et al.'s D_to_N)."""
+  _, log_a, alpha, log_b, beta = theta
+  log_n = (math.log(alpha) + log_a - math.log(beta) - log_b + beta * math.log(unique)) / alpha
+  return math.exp(min(max(log_n, 0.0), 700.0))   # at least one parameter; no float overflow
+
+
+def repeated(theta, n: float, d: float, unique: float) -> tuple[float, float]:
+  """(N', D'): what N parameters and D tokens of `unique` ones are worth under repetition."""
+  return (repetition.effective_params(n, unique_params(theta, unique)),
+          repetition.effective_tokens(unique, d / unique))
+
+
+def frontier(config_path: str, budget: float, theta, extra, unique: float | None = None) -> dict:
   """The family's compute-optimal size for `budget`: the depth whose tokens C / FLOPs-per-token
-  give the lowest fitted bits/byte."""
+  give the lowest fitted bits/byte; with `unique` tokens, under the data-constrained law."""
   best = None
   for depth in FAMILY_DEPTHS:
     r = rung(config_path, depth, budget, extra)
     if r.tokens <= 0:
       break
-    pred = float(np.exp(log_loss(theta, math.log(r.params_non_embedding), math.log(r.tokens))))
+    n, d = r.params_non_embedding, r.tokens
+    if unique:
+      n, d = repeated(theta, n, d, unique)
+    pred = float(np.exp(log_loss(theta, math.log(n), math.log(d))))
     if best is None or pred < best[0]:
-      best = (pred, r)
-  return {"depth": best[1].depth, "N": best[1].params_non_embedding, "params": best[1].params,
-          "D": best[1].tokens, "steps": best[1].steps}
+      best = (pred, r, n, d)
+  _, r, n, d = best
+  out = {"depth": r.depth, "N": r.params_non_embedding, "params": r.params, "D": r.tokens,
+         "steps": r.steps}
+  if unique:
+    out.update(epochs=r.tokens / unique, effective_params=n, effective_tokens=d)
+  return out
+
+
+def tpu_budget(spec: str) -> dict:
+  """`--tpu TOPOLOGY:HOURS:MFU` as {"tpu": {...}, "budget": C}, C = chips x peak x MFU x
+  hours x 3600 (peak: flops.PEAK_FLOPS, dense bf16 per chip)."""
+  try:
+    topology, hours, mfu = spec.split(":")
+    hours, mfu = float(hours), float(mfu)
+  except ValueError:
+    raise LadderError(f"--tpu {spec!r}: expected TOPOLOGY:HOURS:MFU, {TPU_EXAMPLE}") from None
+  if topology not in aot.TOPOLOGIES and topology not in aot.ALIASES:
+    raise LadderError(f"--tpu {spec!r}: unknown topology {topology!r}; one of "
+                      f"{', '.join([*aot.TOPOLOGIES, *aot.ALIASES])}, {TPU_EXAMPLE}")
+  if not 0 < mfu <= 1:
+    raise LadderError(f"--tpu {spec!r}: MFU {mfu:g} is not a fraction in (0, 1]; {TPU_EXAMPLE}")
+  if not 0 < hours < math.inf:
+    raise LadderError(f"--tpu {spec!r}: hours {hours:g} must be positive; {TPU_EXAMPLE}")
+  kind, chips = aot.chips(topology)
+  peak = flops.published_peak(kind)
+  tpu = {"topology": topology, "hours": hours, "mfu": mfu, "device_kind": kind, "chips": chips,
+         "peak_flops_per_chip": peak}
+  return {"tpu": tpu, "budget": chips * peak * mfu * hours * 3600}
+
+
+def unique_tokens(value: float | None, records_dir: str | None) -> float | None:
+  """`--unique-tokens U`, or the train split's tokens of `--unique-tokens-from RECORDS_DIR`."""
+  if value is not None and records_dir:
+    raise LadderError("give --unique-tokens or --unique-tokens-from, not both")
+  if records_dir:
+    try:
+      value = records.read_manifest(records_dir).splits["train"].tokens
+    except records.RecordsError as e:
+      raise LadderError(f"--unique-tokens-from {records_dir}: {e}") from None
+    except KeyError:
+      raise LadderError(f"--unique-tokens-from {records_dir}: its manifest has no train split; "
+                        "give --unique-tokens U (unique training tokens)") from None
+  if value is not None and not 0 < value < math.inf:
+    raise LadderError(f"--unique-tokens {value:g}: expected a positive token count, e.g. 6.7e8")
+  return value
+
+
+def budget_entry(config_path: str, query: dict, theta, unique, extra) -> tuple[dict, list]:
+  """One `--budget` / `--tpu` entry of "predict" before its predictions, and the (N, D) points it
+  needs predicted: the compute-optimal size; with `unique`, that size under repetition and the
+  data-constrained optimum."""
+  opt = frontier(config_path, query["budget"], theta, extra)
+  entry, points = {**query, "optimal": opt}, [(opt["N"], opt["D"])]
+  if unique:
+    n_eff, d_eff = repeated(theta, opt["N"], opt["D"], unique)
+    best = frontier(config_path, query["budget"], theta, extra, unique=unique)
+    entry["data"] = {"unique_tokens": unique, "epochs": opt["D"] / unique,
+                     "effective_tokens": d_eff, "effective_params": n_eff,
+                     "unique_params": unique_params(theta, unique),
+                     "repetition_costly": opt["D"] / unique > repetition.FREE_EPOCHS,
+                     "data_constrained_optimal": best}
+    points += [(n_eff, d_eff), (best["effective_params"], best["effective_tokens"])]
+  return entry, points
+
+
+def with_predictions(entry: dict, preds: list[dict]) -> dict:
+  """`budget_entry`'s entry with its points' predicted bits/byte and intervals, in order."""
+  p = iter(preds)
+  first = next(p)
+  out = {k: v for k, v in entry.items() if k != "data"}
+  out.update(predicted_bpb=first["bpb"], interval=first["interval"])
+  if "data" in entry:
+    rep, best = next(p), next(p)
+    data = {**entry["data"], "predicted_bpb_repeated": rep["bpb"],
+            "interval_repeated": rep["interval"]}
+    data["data_constrained_optimal"] = {**data["data_constrained_optimal"],
+                                        "predicted_bpb": best["bpb"],
+                                        "interval": best["interval"]}
+    out["data"] = data
+  return out
 
 
 def targets_of(config_path: str, specs: list[str], extra) -> list[dict]:
@@ -326,19 +433,23 @@ def plots(workdir, rows: list[dict], result: dict, frontier_rows: list[dict]) ->
 
 
 def analyse(workdir, config_path: str, rungs: list[Rung], predict_specs, budgets_to_plan, extra,
-            n_boot: int) -> dict:
+            n_boot: int, unique: float | None = None) -> dict:
+  """The fit and ladder.json's content. `budgets_to_plan`: {"budget": C} or `tpu_budget`'s dicts;
+  `unique`: unique training tokens, for the epochs and the data-constrained law of each."""
   rows = [measured(workdir, r) for r in rungs]
   fitted = [r for r in rows if not r["holdout"]]
   held = [r for r in rows if r["holdout"]]
   wanted = targets_of(config_path, predict_specs, extra)
   theta0 = fit_theta(*(np.array([r[k] for r in fitted], float)
                        for k in ("params_non_embedding", "tokens", "bpb")))
-  curve = sorted({*(r["flops"] for r in rows), *budgets_to_plan})
-  curve = list(np.geomspace(min(curve), max(curve), 12)) + list(budgets_to_plan)
+  curve = sorted({*(r["flops"] for r in rows), *(q["budget"] for q in budgets_to_plan)})
+  curve = list(np.geomspace(min(curve), max(curve), 12))
   optimal = [frontier(config_path, c, theta0, extra) for c in curve]
+  entries = [budget_entry(config_path, q, theta0, unique, extra) for q in budgets_to_plan]
   targets = ([(r["params_non_embedding"], r["tokens"]) for r in held]
-             + [(w["N"], w["D"]) for w in wanted] + [(o["N"], o["D"]) for o in optimal])
-  f = fit(fitted, targets, n_boot=n_boot)
+             + [(w["N"], w["D"]) for w in wanted] + [(o["N"], o["D"]) for o in optimal]
+             + [pt for _, points in entries for pt in points])
+  f = fit(fitted, targets, n_boot=n_boot, theta=theta0)
   preds = f.pop("predictions")
   result = {"fit": {**f.pop("params"), **f, "N": "non-embedding parameters",
                     "D": "training tokens", "L": "validation bits/byte (whole split)"},
@@ -353,21 +464,17 @@ def analyse(workdir, config_path: str, rungs: list[Rung], predict_specs, budgets
   result["predict"] = [{**w, "predicted_bpb": p["bpb"], "interval": p["interval"]}
                        for w, p in zip(wanted, preds)]
   preds = preds[len(wanted):]
-  frontier_rows = [{"flops": c, **o, "bpb": p["bpb"], "interval": p["interval"]}
-                   for c, o, p in zip(curve, optimal, preds)]
-  result["predict"] += [{"budget": r["flops"], "optimal": {k: r[k] for k in (
-      "depth", "N", "params", "D", "steps")}, "predicted_bpb": r["bpb"], "interval": r["interval"]}
-                        for r in frontier_rows[len(curve) - len(budgets_to_plan):]]
-  result["frontier"] = frontier_rows[:len(curve) - len(budgets_to_plan)]
+  result["frontier"] = [{"flops": c, **o, "bpb": p["bpb"], "interval": p["interval"]}
+                        for c, o, p in zip(curve, optimal, preds)]
+  preds = preds[len(curve):]
+  for entry, points in entries:
+    result["predict"].append(with_predictions(entry, preds[:len(points)]))
+    preds = preds[len(points):]
   result["plots"] = [str(p) for p in plots(workdir, rows, result, result["frontier"])]
   return result
 
 
-def main(argv: list[str] | None = None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  extra = []
-  if "--" in argv:
-    argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="swahili100 ladder", description=__doc__.splitlines()[0])
   p.add_argument("--config", default=None, help="the family with its grid, e.g. "
                  "configs/ladder.py:quick (its `ladder` section)")
@@ -381,16 +488,35 @@ def main(argv: list[str] | None = None) -> int:
                  help="DEPTH:TOKENS or N=...,D=... (N: non-embedding parameters); repeatable")
   p.add_argument("--budget", action="append", default=[], type=float,
                  help="FLOPs: the compute-optimal size, tokens and bits/byte; repeatable")
+  p.add_argument("--tpu", action="append", default=[], metavar="TOPOLOGY:HOURS:MFU",
+                 help="a budget as a TPU slice for HOURS at MFU (a fraction), e.g. v5e-8:24:0.4: "
+                 "C = chips x peak FLOP/s x MFU x hours x 3600, planned as --budget; repeatable")
+  p.add_argument("--unique-tokens", type=float, default=None, metavar="U",
+                 help="unique training tokens (the ladder's tokenizer): each budget's epochs and "
+                 "its data-constrained law (Muennighoff et al. 2023)")
+  p.add_argument("--unique-tokens-from", default=None, metavar="RECORDS_DIR",
+                 help="take U from a records folder's manifest (its train split's tokens)")
   p.add_argument("--parallel", type=int, default=None,
                  help="runs at once on this host (default: the config's ladder.parallel, else 1)")
   p.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples")
   p.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
+  return p
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  extra = []
+  if "--" in argv:
+    argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+  p = parser()
   args = p.parse_args(argv)
   workdir = args.fit_only or args.workdir
   if not workdir or not (args.fit_only or args.config):
     p.error("give --config and --workdir (train and fit) or --fit-only WORKDIR")
   plan_path = epath.Path(workdir) / "ladder_plan.json"
   try:
+    queries = [tpu_budget(spec) for spec in args.tpu]   # bad specs fail before any training
+    unique = unique_tokens(args.unique_tokens, args.unique_tokens_from)
     if args.fit_only:
       if not plan_path.exists():
         raise LadderError(f"{plan_path} not found: --fit-only needs a ladder that ran there")
@@ -432,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     predict = [p for p in str(grid.get("predict", "")).split(";") if p] + args.predict
     budgets = numbers(grid.get("budget", ""), "ladder.budget") + args.budget
-    result = analyse(workdir, config_path, rungs, predict, budgets, extra, args.bootstrap)
+    queries = [{"budget": c} for c in budgets] + queries
+    result = analyse(workdir, config_path, rungs, predict, queries, extra, args.bootstrap, unique)
   except (LadderError, config_lib.ConfigError) as e:
     print(f"swahili100 ladder: error: {e}", file=sys.stderr)
     return 2
@@ -452,10 +579,33 @@ def summary(result: dict) -> None:
     print(f"held out {h['name']}: predicted {h['predicted_bpb']:.4f} bits/byte "
           f"[{h['interval'][0]:.4f}, {h['interval'][1]:.4f}], measured {h['measured_bpb']:.4f}")
   for q in result["predict"]:
-    print(f"predict {q.get('spec') or 'budget %.3g' % q['budget']}: "
-          f"{q['predicted_bpb']:.4f} [{q['interval'][0]:.4f}, {q['interval'][1]:.4f}]"
-          + (f" at depth {q['optimal']['depth']}, D {q['optimal']['D']:.3g}"
-             if "optimal" in q else ""))
+    print(f"predict {asked(q)}: {q['predicted_bpb']:.4f} {bracket(q['interval'])}"
+          + (f" at depth {q['optimal']['depth']}, N {q['optimal']['N']:.3g}, "
+             f"D {q['optimal']['D']:.3g}" if "optimal" in q else "") + repetition_line(q))
+
+
+def asked(q: dict) -> str:
+  """What a "predict" entry answers, as its user asked it."""
+  if "tpu" in q:
+    t = q["tpu"]
+    return f"{t['topology']} for {t['hours']:g} h at MFU {t['mfu']:g} (C {q['budget']:.3g})"
+  return q.get("spec") or "budget %.3g" % q["budget"]
+
+
+def bracket(interval) -> str:
+  return f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def repetition_line(q: dict) -> str:
+  """The summary's tail for a budget under `--unique-tokens`: epochs, cost, best size."""
+  if "data" not in q:
+    return ""
+  d, best = q["data"], q["data"]["data_constrained_optimal"]
+  return (f"; {d['epochs']:.3g} epochs of {d['unique_tokens']:.3g} unique tokens, worth "
+          f"{d['effective_tokens']:.3g}: {d['predicted_bpb_repeated']:.4f} "
+          f"{bracket(d['interval_repeated'])}; best under repetition depth {best['depth']}, "
+          f"N {best['N']:.3g}, D {best['D']:.3g} ({best['epochs']:.3g} epochs): "
+          f"{best['predicted_bpb']:.4f} {bracket(best['interval'])}")
 
 
 if __name__ == "__main__":

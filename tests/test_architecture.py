@@ -15,8 +15,8 @@ LAYERS = [
     ["attention"],
     ["model"],
     # 3 the pieces a step is made of, and what feeds and watches it
-    ["lm", "flops", "optim", "sharding", "loader", "distributed", "metrics", "tracking",
-     "align.chat"],
+    ["lm", "flops", "repetition", "optim", "sharding", "loader", "distributed", "metrics",
+     "tracking", "align.chat"],
     # 4 checkpoints and the evaluation library (functions of a model, never of the loop)
     ["checkpoint", "quantized", "inference", "align.datasets", "evals", "evals.bpb", "evals.scoring", "evals.datasets",
      "evals.compare", "evals.tasks"],
