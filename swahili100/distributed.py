@@ -138,8 +138,6 @@ def allgather(x) -> np.ndarray:
 def processes_with(flag: bool) -> list[int]:
   """The indices of the processes whose `flag` is true, on every process (a collective: all
   processes call it)."""
-  if jax.process_count() == 1:
-    return [0] if flag else []
   return [int(i) for i in np.flatnonzero(allgather(np.int32(flag)))]
 
 

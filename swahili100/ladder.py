@@ -585,11 +585,9 @@ def summary(result: dict) -> None:
 
 
 def asked(q: dict) -> str:
-  """What a "predict" entry answers, as its user asked it."""
-  if "tpu" in q:
-    t = q["tpu"]
-    return f"{t['topology']} for {t['hours']:g} h at MFU {t['mfu']:g} (C {q['budget']:.3g})"
-  return q.get("spec") or "budget %.3g" % q["budget"]
+  """What a "predict" entry answers, as its user asked it (the report's label, and a TPU slice's
+  FLOPs)."""
+  return report.prediction_label(q) + (f" (C {q['budget']:.3g})" if "tpu" in q else "")
 
 
 def bracket(interval) -> str:

@@ -503,8 +503,8 @@ def _interval(entry: dict) -> str:
   return f"[{fmt(lo)}, {fmt(hi)}]"
 
 
-def _asked(q: dict) -> str:
-  """A prediction's question: its spec, its TPU slice (`--tpu`) or its budget."""
+def prediction_label(q: dict) -> str:
+  """A ladder prediction's question: its spec, its TPU slice (`--tpu`) or its budget."""
   t = q.get("tpu")
   if t:
     return f"{t.get('topology')} for {fmt(t.get('hours'))} h at MFU {fmt(t.get('mfu'))}"
@@ -528,7 +528,7 @@ def ladder_markdown(ladder: dict, pngs: list[str]) -> str:
                       "inside"],
                      [[hold.get("name"), hold.get("N"), hold.get("D"), hold.get("predicted_bpb"),
                        _interval(hold), hold.get("measured_bpb"), hold.get("inside")]])]
-  rows = [[_asked(q),
+  rows = [[prediction_label(q),
            q.get("N", (q.get("optimal") or {}).get("N")),
            q.get("D", (q.get("optimal") or {}).get("D")),
            q.get("depth", (q.get("optimal") or {}).get("depth")), q.get("predicted_bpb"),
